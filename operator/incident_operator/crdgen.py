@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from kube_custom_resource import CustomResourceRegistry
+from kube_custom_resource.registry import CustomResourceRegistry
 
 from . import API_GROUP
 from .models import Incident, Runbook
@@ -21,8 +21,9 @@ Schema = dict[str, Any]
 
 def _registry() -> CustomResourceRegistry:
     registry = CustomResourceRegistry(API_GROUP, categories=CATEGORIES)
-    registry.register_model(Incident)
-    registry.register_model(Runbook)
+    for model in (Incident, Runbook):
+        # The registry's annotation says instance, but it takes (and needs) the class.
+        registry.register_model(model)  # type: ignore[arg-type]
     return registry
 
 
@@ -44,7 +45,9 @@ def _structural_union(schema: Schema) -> Schema:
             if prop in properties:
                 known = properties[prop]
                 if _without_description(known) != _without_description(cleaned):
-                    raise ValueError(f"union members disagree on the schema of {prop!r}: {known} vs {cleaned}")
+                    raise ValueError(
+                        f"union members disagree on the schema of {prop!r}: {known} vs {cleaned}"
+                    )
                 if known.get("description") != cleaned.get("description"):
                     # Each member describes it its own way; the shared field gets no description.
                     properties[prop] = _without_description(known)

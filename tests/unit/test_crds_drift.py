@@ -42,8 +42,7 @@ def test_crds_are_structural() -> None:
 def test_action_union_lists_every_action() -> None:
     runbooks = next(d for d in crd_documents() if d["spec"]["names"]["kind"] == "Runbook")
     schema = runbooks["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    action = schema["properties"]["spec"]["properties"]["recovery"]["items"]["properties"][
-        "action"]
+    action = schema["properties"]["spec"]["properties"]["recovery"]["items"]["properties"]["action"]
     assert "restartWorkload" in action["properties"]["type"]["enum"]
     assert "redisFlushDb" in action["properties"]["type"]["enum"]
     assert len(action["properties"]["type"]["enum"]) == 25

@@ -98,7 +98,9 @@ class PodLogs(Model):
     container: LabelName | None = None
     tail_lines: int = Field(default=100, ge=1, le=5000)
     pattern: Regex | None = None
-    threshold: float | None = Field(default=None, description="Fail when more lines than this match.")
+    threshold: float | None = Field(
+        default=None, description="Fail when more lines than this match."
+    )
 
 
 class WorkloadStatus(Model):

@@ -7,7 +7,6 @@ enforced twice: by the API server on apply, and by pydantic when the operator pa
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Annotated, Any
 
 from kube_custom_resource import schema
@@ -36,7 +35,8 @@ class Model(schema.BaseModel):
 
     def to_k8s(self) -> dict[str, Any]:
         """The JSON the API server stores: camelCase, without unset optionals."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dumped: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return dumped
 
 
 class StrEnum(str, schema.Enum):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from kube_custom_resource import CustomResource
+from kube_custom_resource.custom_resource import CustomResource
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .base import (
-    column as _column,
     Condition,
     LabelName,
     LongText,
@@ -19,6 +18,9 @@ from .base import (
     ShortText,
     StrEnum,
     TimelineEntry,
+)
+from .base import (
+    column as _column,
 )
 
 MAX_TIMELINE = 100
@@ -222,6 +224,9 @@ class StepStatus(Model):
     )
     output: Annotated[str, StringConstraints(max_length=MAX_STEP_OUTPUT)] | None = None
     dry_run: bool | None = None
+    approval_requested_at: dt.datetime | None = None
+    approval_escalated: bool | None = None
+    decided_by: Person | None = None
 
 
 class Escalation(Model):
@@ -271,6 +276,7 @@ class IncidentStatus(Model):
     mitigated_at: dt.datetime | None = None
     resolved_at: dt.datetime | None = None
     resolved_by: Person | None = None
+    alert_resolved_at: dt.datetime | None = None
     commander: Person | None = None
     response_deadline: dt.datetime | None = None
     time_to_acknowledge_seconds: float | None = None
@@ -287,7 +293,6 @@ class IncidentStatus(Model):
         default=0, ge=0, description="Oldest timeline entries folded away to bound the size."
     )
     message: Annotated[str, StringConstraints(max_length=1024)] | None = None
-
 
 
 class Incident(

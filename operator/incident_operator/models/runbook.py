@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from kube_custom_resource import CustomResource
+from kube_custom_resource.custom_resource import CustomResource
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .actions import Action, Comparison
 from .base import (
-    column as _column,
     Condition,
     Duration,
     LabelName,
     LongText,
     Model,
-    ResourceName,
     SecretKeyRef,
     ShortText,
     StrEnum,
+)
+from .base import (
+    column as _column,
 )
 from .incident import StepPhase
 
@@ -26,7 +27,12 @@ MAX_STEPS = 32
 
 
 class Match(Model):
-    """Which incidents this runbook answers. Every given rule must hold; lists match any item."""
+    """Which incidents this runbook answers.
+
+    Labels filter (all must equal the alert's labels); alert names (20 points), services (10)
+    and symptom keywords (3 each, found in summary, description or symptoms) score. The
+    highest-scoring valid runbook wins; a score of zero means no match.
+    """
 
     services: list[LabelName] = Field(default_factory=list, max_length=32)
     alert_names: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
@@ -147,11 +153,13 @@ class RunbookSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "size(self.diagnosis) + size(self.recovery) > 0",
+                    "rule": "(has(self.diagnosis) ? size(self.diagnosis) : 0) + "
+                    "(has(self.recovery) ? size(self.recovery) : 0) > 0",
                     "message": "a runbook needs at least one diagnosis or recovery step",
                 },
                 {
-                    "rule": "self.diagnosis.all(d, !self.recovery.exists(r, r.name == d.name))",
+                    "rule": "!has(self.diagnosis) || !has(self.recovery) || "
+                    "self.diagnosis.all(d, !self.recovery.exists(r, r.name == d.name))",
                     "message": "step names must be unique across diagnosis and recovery",
                 },
             ]
@@ -191,7 +199,6 @@ class RunbookStatus(Model):
             "x-kubernetes-list-map-keys": ["type"],
         },
     )
-
 
 
 class Runbook(

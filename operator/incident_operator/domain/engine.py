@@ -1,0 +1,337 @@
+"""Runbook progress as pure decisions: which step is next, and what each result means.
+
+Step records in ``status.steps`` are the durable progress. A step is marked Running and
+committed before it starts; if the operator dies mid-step, the next decision sees Running
+and either runs it again (idempotent actions) or marks it Interrupted and escalates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+from ..actions.base import StepResult
+from ..durations import parse_duration
+from ..models.actions import DESTRUCTIVE_ACTIONS, IDEMPOTENT_ACTIONS, Comparison
+from ..models.incident import Approval, Decision, Diagnosis, StepPhase, StepStatus
+from ..models.runbook import OnFailure, RunbookSpec, Step, When
+from . import conditions as cond
+from .lifecycle import Story, escalate, record_recovery, request_approval
+from .policy import LevelPolicy, Policy
+
+TERMINAL = frozenset(
+    {
+        StepPhase.SUCCEEDED,
+        StepPhase.FAILED,
+        StepPhase.SKIPPED,
+        StepPhase.REJECTED,
+        StepPhase.INTERRUPTED,
+    }
+)
+COMPARE = {
+    Comparison.GT: operator.gt,
+    Comparison.GE: operator.ge,
+    Comparison.LT: operator.lt,
+    Comparison.LE: operator.le,
+    Comparison.EQ: operator.eq,
+    Comparison.NE: operator.ne,
+}
+DEFAULT_TIMEOUT = 60.0
+ROLLOUT_TIMEOUT = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StepToRun:
+    step: Step
+    stage: str
+    resumed: bool = False
+
+    @property
+    def destructive(self) -> bool:
+        return self.step.action.type in DESTRUCTIVE_ACTIONS
+
+    @property
+    def timeout(self) -> float:
+        if self.step.timeout:
+            return parse_duration(self.step.timeout)
+        if getattr(self.step.action, "wait", False):
+            return ROLLOUT_TIMEOUT
+        return DEFAULT_TIMEOUT
+
+
+def _record(story: Story, name: str) -> StepStatus | None:
+    return next((s for s in story.status.steps if s.name == name), None)
+
+
+def _upsert(story: Story, record: StepStatus) -> None:
+    others = [s for s in story.status.steps if s.name != record.name]
+    story.status.steps = [*others, record]
+
+
+def _finding_value(record: StepStatus, key: str) -> float | None:
+    raw = record.findings.get(key)
+    if raw is None:
+        return None
+    if raw in ("True", "False"):
+        return 1.0 if raw == "True" else 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def when_holds(story: Story, conditions: list[When]) -> tuple[bool, str]:
+    for condition in conditions:
+        record = _record(story, condition.step)
+        if record is None or record.phase not in TERMINAL:
+            return False, f"{condition.step} has not run"
+        if condition.phases is not None:
+            if record.phase not in condition.phases:
+                wanted = "/".join(p.value for p in condition.phases)
+                return False, f"{condition.step} is {record.phase.value}, not {wanted}"
+            continue
+        assert condition.finding is not None and condition.value is not None
+        value = _finding_value(record, condition.finding)
+        if value is None or not COMPARE[condition.comparison](value, condition.value):
+            return False, (
+                f"{condition.step}.{condition.finding}={value} is not "
+                f"{condition.comparison.value} {condition.value:g}"
+            )
+    return True, ""
+
+
+def _halted(story: Story, runbook: RunbookSpec) -> bool:
+    steps = {s.name: s for s in [*runbook.diagnosis, *runbook.recovery]}
+    for record in story.status.steps:
+        if record.phase in (StepPhase.REJECTED, StepPhase.INTERRUPTED):
+            return True
+        step = steps.get(record.name)
+        if record.phase == StepPhase.FAILED and step and step.on_failure != OnFailure.CONTINUE:
+            return True
+    return False
+
+
+def _diagnosed(story: Story, runbook: RunbookSpec) -> None:
+    if cond.find(story.status.conditions, cond.DIAGNOSED) or not runbook.diagnosis:
+        return
+    failed = [
+        r for r in story.status.steps if r.stage == "diagnosis" and r.phase == StepPhase.FAILED
+    ]
+    if failed:
+        cause = "; ".join(f"{r.name}: {r.message}" for r in failed)[:1024]
+        summary = f"{len(failed)} of {len(runbook.diagnosis)} checks found a problem"
+    else:
+        cause = "No diagnosis check failed"
+        summary = f"All {len(runbook.diagnosis)} checks passed"
+    story.status.diagnosis = Diagnosis(suspected_cause=cause, summary=summary)
+    story.condition(cond.DIAGNOSED, True, "DiagnosisComplete", f"{summary}. Suspected: {cause}")
+    story.log("Diagnosed", f"{summary}. Suspected cause: {cause}")
+
+
+def _await_approval(
+    story: Story,
+    step: Step,
+    stage: str,
+    approval: Approval | None,
+    policy: Policy,
+    level: LevelPolicy,
+    runbook: RunbookSpec,
+) -> bool:
+    """True when the step may run now; otherwise status says what it waits for."""
+    record = _record(story, step.name) or StepStatus(
+        name=step.name, stage=stage, action=step.action.type
+    )
+    if approval is not None:
+        record.decided_by = approval.by
+        if approval.decision == Decision.REJECTED:
+            record.phase, record.finished_at = StepPhase.REJECTED, story.now
+            record.message = f"Rejected by {approval.by}" + (
+                f": {approval.comment}" if approval.comment else ""
+            )
+            _upsert(story, record)
+            story.condition(cond.AWAITING_APPROVAL, False, "Rejected", record.message)
+            story.log(
+                "StepRejected",
+                f"{step.name}: {record.message}; runbook stopped",
+                warning=True,
+                actor=approval.by,
+            )
+            return False
+        if record.phase == StepPhase.AWAITING_APPROVAL or record.approval_requested_at is None:
+            story.condition(
+                cond.AWAITING_APPROVAL, False, "Approved", f"{step.name} approved by {approval.by}"
+            )
+            story.log("StepApproved", f"{step.name} approved by {approval.by}", actor=approval.by)
+            record.phase = StepPhase.PENDING
+            _upsert(story, record)
+        return True
+    if record.phase != StepPhase.AWAITING_APPROVAL:
+        record.phase, record.approval_requested_at = StepPhase.AWAITING_APPROVAL, story.now
+        record.message = "Waiting for approval"
+        _upsert(story, record)
+        story.condition(
+            cond.AWAITING_APPROVAL,
+            True,
+            "ApprovalRequested",
+            f"{step.name} ({step.action.type}) needs approval",
+        )
+        story.log(
+            "ApprovalRequested",
+            f"{step.name} ({step.action.type}) waits for approval in spec.approvals",
+        )
+        request_approval(story, step.name, step.action.type)
+        return False
+    waited = story.now - (record.approval_requested_at or story.now)
+    limit = policy.scaled(parse_duration(runbook.safety.approval_timeout))
+    if waited > limit and not record.approval_escalated:
+        record.approval_escalated = True
+        _upsert(story, record)
+        escalate(
+            story,
+            policy,
+            level,
+            "ApprovalTimeout",
+            f"{step.name} waited {runbook.safety.approval_timeout} for approval",
+        )
+    return False
+
+
+def next_step(
+    story: Story,
+    runbook: RunbookSpec,
+    approvals: dict[str, Approval],
+    policy: Policy,
+    level: LevelPolicy,
+) -> StepToRun | None:
+    """The step to run now, or None (waiting, halted or finished: status says which)."""
+    status = story.status
+    if status.resolved_at is not None or _halted(story, runbook):
+        return None
+    for stage, steps in (("diagnosis", runbook.diagnosis), ("recovery", runbook.recovery)):
+        if stage == "recovery":
+            _diagnosed(story, runbook)
+        for step in steps:
+            record = _record(story, step.name)
+            if record is not None and record.phase in TERMINAL:
+                continue
+            if record is not None and record.phase == StepPhase.RUNNING:
+                if step.action.type in IDEMPOTENT_ACTIONS:
+                    story.log(
+                        "StepResumed",
+                        f"{step.name} was interrupted by an operator "
+                        "restart; it is idempotent and runs again",
+                    )
+                    return StepToRun(step, stage, resumed=True)
+                record.phase, record.finished_at = StepPhase.INTERRUPTED, story.now
+                record.message = "Interrupted by an operator restart; not safe to repeat"
+                _upsert(story, record)
+                story.log(
+                    "StepInterrupted",
+                    f"{step.name} ({step.action.type}) was interrupted "
+                    "and is not idempotent; check it by hand",
+                    warning=True,
+                )
+                escalate(
+                    story,
+                    policy,
+                    level,
+                    "StepInterrupted",
+                    f"{step.name} was interrupted mid-action",
+                )
+                return None
+            holds, why = when_holds(story, step.when)
+            if not holds:
+                _upsert(
+                    story,
+                    StepStatus(
+                        name=step.name,
+                        stage=stage,
+                        action=step.action.type,
+                        phase=StepPhase.SKIPPED,
+                        finished_at=story.now,
+                        message=f"Skipped: {why}",
+                    ),
+                )
+                story.log("StepSkipped", f"{step.name} skipped: {why}")
+                continue
+            if step.requires_approval and not _await_approval(
+                story, step, stage, approvals.get(step.name), policy, level, runbook
+            ):
+                return None
+            return StepToRun(step, stage)
+    _finish(story, runbook)
+    return None
+
+
+def _finish(story: Story, runbook: RunbookSpec) -> None:
+    status = story.status
+    if cond.find(status.conditions, cond.MITIGATED) or not runbook.recovery:
+        if not runbook.recovery and not cond.find(status.conditions, cond.MITIGATED):
+            story.condition(
+                cond.MITIGATED,
+                False,
+                "NoRecoverySteps",
+                "Runbook has diagnosis only; a human must mitigate",
+            )
+        return
+    status.mitigated_at = story.now
+    story.condition(cond.MITIGATED, True, "RunbookCompleted", "All recovery steps completed")
+    story.log("Mitigated", "Runbook recovery completed; monitoring before resolution")
+    if status.time_to_recover_seconds is None:
+        record_recovery(story, story.now)
+
+
+def mark_running(story: Story, plan: StepToRun, dry_run: bool) -> None:
+    record = _record(story, plan.step.name) or StepStatus(
+        name=plan.step.name, stage=plan.stage, action=plan.step.action.type
+    )
+    record.phase, record.started_at = StepPhase.RUNNING, story.now
+    record.attempts += 1
+    record.finished_at = record.duration_seconds = None
+    record.dry_run = dry_run or None
+    record.message = "Running"
+    _upsert(story, record)
+    story.log(
+        "StepStarted",
+        f"{plan.stage} step {plan.step.name} ({plan.step.action.type}) "
+        f"started{' (dry run)' if dry_run else ''}",
+    )
+
+
+def record_result(
+    story: Story, plan: StepToRun, result: StepResult, policy: Policy, level: LevelPolicy
+) -> None:
+    record = _record(story, plan.step.name)
+    assert record is not None, "a result for a step that was never marked running"
+    record.phase = StepPhase.SUCCEEDED if result.ok else StepPhase.FAILED
+    record.finished_at = story.now
+    if record.started_at is not None:
+        record.duration_seconds = round((story.now - record.started_at).total_seconds(), 3)
+    record.message = result.message[:1024]
+    record.findings = {k: str(v)[:512] for k, v in result.findings.items()}
+    record.output = result.output
+    _upsert(story, record)
+    if result.ok:
+        story.log("StepSucceeded", f"{plan.step.name}: {result.message}")
+        return
+    story.log("StepFailed", f"{plan.step.name}: {result.message}", warning=True)
+    if plan.step.on_failure == OnFailure.ESCALATE:
+        escalate(
+            story, policy, level, "RecoveryFailed", f"{plan.step.name} failed: {result.message}"
+        )
+    elif plan.step.on_failure == OnFailure.STOP:
+        story.condition(
+            cond.MITIGATED,
+            False,
+            "RunbookStopped",
+            f"{plan.step.name} failed: {result.message}",
+        )
+        story.log("RunbookStopped", f"Runbook stopped at {plan.step.name}", warning=True)
+
+
+def dry_run_result(plan: StepToRun) -> StepResult:
+    params = plan.step.action.to_k8s()
+    params.pop("type")
+    return StepResult(
+        True, f"Dry run: would run {plan.step.action.type} with {params}", {"dryRun": True}
+    )

@@ -1,0 +1,188 @@
+"""The response policy: the playbook's severity levels, escalation chain and channels.
+
+The playbook's values are the defaults. A cluster admin overrides any of them with a YAML
+file (mounted from a ConfigMap) without code changes; an invalid file stops the operator
+at start-up with a message naming the bad field, before it touches any Incident.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, StringConstraints, ValidationError, model_validator
+
+from ..durations import parse_duration
+from ..models.base import Duration, Model, SecretKeyRef, StrEnum
+
+
+class LevelPolicy(Model):
+    level: int = Field(ge=1, le=4)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    impact: Annotated[str, StringConstraints(max_length=256)] = ""
+    response_time: Duration
+    update_cadence: Duration
+    stakeholders: list[str] = Field(default_factory=list)
+    action: Annotated[str, StringConstraints(max_length=256)] = ""
+    war_room: bool = False
+    review_within: Duration | None = None
+
+    @property
+    def response_seconds(self) -> float:
+        return parse_duration(self.response_time)
+
+    @property
+    def cadence_seconds(self) -> float:
+        return parse_duration(self.update_cadence)
+
+    @property
+    def review_seconds(self) -> float | None:
+        return parse_duration(self.review_within) if self.review_within else None
+
+
+class ChannelKind(StrEnum):
+    SLACK = "slack"
+    WEBHOOK = "webhook"
+
+
+class Channel(Model):
+    """A notification destination. Its URL is read from a Secret, never from this file."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    kind: ChannelKind
+    url_secret_ref: SecretKeyRef
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = Field(
+        default=None, description="Namespace of the Secret; the operator's own by default."
+    )
+    max_severity: int = Field(
+        default=4, ge=1, le=4, description="Only incidents at this level or more severe."
+    )
+
+
+class Templates(Model):
+    """Optional overrides of the playbook's message templates (Python str.format fields)."""
+
+    initial: str | None = None
+    update: str | None = None
+    resolved: str | None = None
+
+
+class Policy(Model):
+    levels: list[LevelPolicy] = Field(min_length=4, max_length=4)
+    escalation_chain: list[str] = Field(min_length=1, max_length=16)
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=100000,
+        description="Policy durations are divided by this; tests use a large value.",
+    )
+    status_page: str = "https://status.company.com"
+    incident_channel: str = "#incident-response"
+    channels: list[Channel] = Field(default_factory=list)
+    templates: Templates = Field(default_factory=Templates)
+    delivery_attempts: int = Field(default=3, ge=1, le=10)
+    delivery_timeout: Duration = "5s"
+
+    @model_validator(mode="after")
+    def _one_entry_per_level(self) -> Policy:
+        if sorted(level.level for level in self.levels) != [1, 2, 3, 4]:
+            raise ValueError("levels must list each severity 1, 2, 3 and 4 exactly once")
+        return self
+
+    def level(self, severity: int) -> LevelPolicy:
+        return next(level for level in self.levels if level.level == severity)
+
+    def scaled(self, seconds: float) -> dt.timedelta:
+        """A policy duration as wall-clock time under the configured time scale."""
+        return dt.timedelta(seconds=seconds / self.time_scale)
+
+
+PLAYBOOK_DEFAULTS: dict[str, Any] = {
+    "levels": [
+        {
+            "level": 1,
+            "name": "CRITICAL",
+            "impact": "Complete service outage or data loss",
+            "responseTime": "2m",
+            "updateCadence": "10m",
+            "stakeholders": ["CEO", "CTO", "VP Engineering"],
+            "action": "Activate full incident response team",
+            "warRoom": True,
+            "reviewWithin": "24h",
+        },
+        {
+            "level": 2,
+            "name": "HIGH",
+            "impact": "Significant degradation or partial outage",
+            "responseTime": "5m",
+            "updateCadence": "15m",
+            "stakeholders": ["VP Engineering", "Product Manager"],
+            "action": "Technical lead + on-call engineer",
+            "warRoom": True,
+            "reviewWithin": "48h",
+        },
+        {
+            "level": 3,
+            "name": "MEDIUM",
+            "impact": "Minor degradation or single service issue",
+            "responseTime": "15m",
+            "updateCadence": "1h",
+            "stakeholders": ["Engineering Lead"],
+            "action": "On-call engineer investigation",
+        },
+        {
+            "level": 4,
+            "name": "LOW",
+            "impact": "No user impact, monitoring alert only",
+            "responseTime": "1h",
+            "updateCadence": "24h",
+            "stakeholders": [],
+            "action": "Log ticket for investigation",
+        },
+    ],
+    "escalationChain": ["On-Call Engineer", "Engineering Lead", "VP Engineering", "CTO"],
+}
+
+
+class PolicyError(Exception):
+    """The policy file is unusable; the message names the field."""
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "levels" and isinstance(value, list):
+            # Levels merge by their number so an admin can override one field of one level.
+            by_level = {entry["level"]: dict(entry) for entry in base["levels"]}
+            for entry in value:
+                if not isinstance(entry, dict) or "level" not in entry:
+                    raise PolicyError("each entry of levels needs a level number")
+                by_level[entry["level"]] = {**by_level.get(entry["level"], {}), **entry}
+            merged["levels"] = list(by_level.values())
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Policy:
+    """The playbook defaults, overlaid with the YAML file at ``path`` and ``overrides``."""
+    data = dict(PLAYBOOK_DEFAULTS)
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise PolicyError(f"policy file {path} must hold a mapping")
+        data = _merge(data, loaded)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PolicyError(f"invalid policy: {problems}") from exc

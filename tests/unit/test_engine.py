@@ -1,0 +1,223 @@
+"""Runbook step planning without a cluster: order, when-conditions, approvals, restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from incident_operator.actions.base import StepResult
+from incident_operator.domain import conditions as cond
+from incident_operator.domain import engine, lifecycle
+from incident_operator.domain.lifecycle import RunbookChoice
+from incident_operator.domain.policy import load_policy
+from incident_operator.models.incident import Approval, IncidentStatus, Phase, StepPhase
+from incident_operator.models.objects import IncidentObject
+from incident_operator.models.runbook import RunbookSpec
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+POLICY = load_policy()
+CHOICE = RunbookChoice("dashboard", "RunbookSelected", "named", None, 300)
+WORKLOAD = {"name": "dashboard"}
+RUNBOOK = RunbookSpec.model_validate(
+    {
+        "title": "Dashboard Service Outage",
+        "rto": {"mitigation": "5m"},
+        "diagnosis": [{"name": "health", "action": {"type": "httpCheck"}, "onFailure": "Continue"}],
+        "recovery": [
+            {"name": "restart", "action": {"type": "restartWorkload", "workload": WORKLOAD}},
+            {"name": "verify", "action": {"type": "httpCheck"}, "onFailure": "Continue"},
+            {
+                "name": "rollback",
+                "requiresApproval": True,
+                "when": [{"step": "verify", "phases": ["Failed"]}],
+                "action": {"type": "rollbackDeployment", "workload": WORKLOAD},
+            },
+            {
+                "name": "verify-rollback",
+                "onFailure": "Escalate",
+                "when": [{"step": "rollback", "phases": ["Succeeded"]}],
+                "action": {"type": "httpCheck"},
+            },
+        ],
+    }
+)
+
+
+class Run:
+    """Drives the engine the way the responder does, one step per round."""
+
+    def __init__(self, spec: dict[str, Any] | None = None) -> None:
+        self.status = IncidentStatus()
+        self.spec = {
+            "service": "dashboard",
+            "summary": "down",
+            "severity": 2,
+            "acknowledgedBy": "alice",
+            **(spec or {}),
+        }
+        self.now = T0
+
+    def story(self) -> lifecycle.Story:
+        body = {
+            "metadata": {
+                "name": "i",
+                "namespace": "n",
+                "uid": "u",
+                "generation": 1,
+                "creationTimestamp": T0.isoformat(),
+            },
+            "spec": self.spec,
+            "status": self.status.to_k8s(),
+        }
+        return lifecycle.start(IncidentObject.parse(body), self.now, POLICY)
+
+    def next(self, approvals: dict[str, Approval] | None = None) -> engine.StepToRun | None:
+        story = self.story()
+        level = lifecycle.advance(story, CHOICE)
+        plan = engine.next_step(story, RUNBOOK, approvals or {}, POLICY, level)
+        if plan:
+            engine.mark_running(story, plan, dry_run=False)
+        self.status = lifecycle.finish(story).status
+        return plan
+
+    def result(self, plan: engine.StepToRun, ok: bool, **findings: Any) -> None:
+        self.now += dt.timedelta(seconds=10)
+        story = self.story()
+        engine.record_result(
+            story, plan, StepResult(ok, "ok" if ok else "bad", findings), POLICY, POLICY.level(2)
+        )
+        self.status = lifecycle.finish(story).status
+
+    def phases(self) -> dict[str, StepPhase]:
+        return {s.name: s.phase for s in self.status.steps}
+
+
+def test_happy_path_skips_rollback_and_mitigates() -> None:
+    run = Run()
+    for name, ok in (("health", False), ("restart", True), ("verify", True)):
+        plan = run.next()
+        assert plan is not None and plan.step.name == name
+        run.result(plan, ok)
+    assert run.next() is None
+    assert run.phases() == {
+        "health": StepPhase.FAILED,
+        "restart": StepPhase.SUCCEEDED,
+        "verify": StepPhase.SUCCEEDED,
+        "rollback": StepPhase.SKIPPED,
+        "verify-rollback": StepPhase.SKIPPED,
+    }
+    assert cond.is_true(run.status.conditions, cond.MITIGATED)
+    assert cond.is_true(run.status.conditions, cond.DIAGNOSED)
+    assert run.status.diagnosis is not None
+    assert "health: bad" in (run.status.diagnosis.suspected_cause or "")
+    assert run.status.phase == Phase.MONITORING
+    assert run.status.time_to_recover_seconds == 30
+
+
+def test_rollback_waits_for_approval_then_runs() -> None:
+    run = Run()
+    for _ in range(3):
+        plan = run.next()
+        assert plan is not None
+        run.result(plan, plan.step.name != "verify")
+    assert run.next() is None
+    assert run.phases()["rollback"] == StepPhase.AWAITING_APPROVAL
+    assert run.status.phase == Phase.AWAITING_APPROVAL
+    assert run.status.current_step == "rollback"
+    approved = {"rollback": Approval(step="rollback", decision="Approved", by="vp")}
+    plan = run.next(approved)
+    assert plan is not None and plan.step.name == "rollback"
+    run.result(plan, True)
+    plan = run.next(approved)
+    assert plan is not None and plan.step.name == "verify-rollback"
+    run.result(plan, False)
+    assert run.status.escalation is not None and run.status.escalation.level >= 1
+    assert run.next(approved) is None
+    assert run.status.phase == Phase.ESCALATED
+
+
+def test_rejection_stops_the_runbook() -> None:
+    run = Run()
+    for _ in range(3):
+        plan = run.next()
+        assert plan is not None
+        run.result(plan, plan.step.name != "verify")
+    run.next()
+    assert run.next({"rollback": Approval(step="rollback", decision="Rejected", by="ic")}) is None
+    assert run.phases()["rollback"] == StepPhase.REJECTED
+    assert run.next() is None
+
+
+def test_unanswered_approval_escalates_once_after_timeout() -> None:
+    run = Run()
+    for _ in range(3):
+        plan = run.next()
+        assert plan is not None
+        run.result(plan, plan.step.name != "verify")
+    run.next()
+    level_before = run.status.escalation.level if run.status.escalation else 0
+    run.now += dt.timedelta(minutes=16)
+    run.next()
+    run.now += dt.timedelta(minutes=1)
+    run.next()
+    assert run.status.escalation is not None
+    reasons = [e.reason for e in run.status.timeline]
+    assert reasons.count("Escalated") >= 1
+    assert any(
+        "waited 15m for approval" in (c.message or "")
+        for c in run.status.conditions
+        if c.type == cond.ESCALATED
+    )
+    assert run.status.escalation.level == level_before + 1
+
+
+def test_interrupted_step_reruns_only_when_idempotent() -> None:
+    run = Run()
+    plan = run.next()
+    assert plan is not None and plan.step.name == "health"
+    resumed = run.next()  # "restart" of the operator: health (httpCheck) is still Running
+    assert resumed is not None and resumed.step.name == "health" and resumed.resumed
+    run.result(resumed, True)
+    plan = run.next()
+    assert plan is not None and plan.step.name == "restart"
+    assert run.next() is None  # restartWorkload is not idempotent
+    assert run.phases()["restart"] == StepPhase.INTERRUPTED
+    assert run.status.escalation is not None and run.status.escalation.level >= 1
+
+
+def test_completed_steps_never_run_again() -> None:
+    run = Run()
+    seen = []
+    while (plan := run.next()) is not None:
+        seen.append(plan.step.name)
+        run.result(plan, True)
+    assert seen == ["health", "restart", "verify"]
+    assert run.next() is None
+
+
+def test_finding_conditions() -> None:
+    spec = RunbookSpec.model_validate(
+        {
+            "title": "db",
+            "rto": {"mitigation": "2m"},
+            "targets": {"postgres": {"host": "db", "database": "retail", "user": "inventory"}},
+            "diagnosis": [{"name": "locks", "action": {"type": "postgresBlockedLocks"}}],
+            "recovery": [
+                {
+                    "name": "terminate",
+                    "action": {"type": "postgresTerminateBackends"},
+                    "when": [{"step": "locks", "finding": "blockedLocks", "value": 0}],
+                }
+            ],
+        }
+    )
+    run = Run()
+    story = run.story()
+    level = lifecycle.advance(story, CHOICE)
+    plan = engine.next_step(story, spec, {}, POLICY, level)
+    assert plan is not None
+    engine.mark_running(story, plan, dry_run=False)
+    engine.record_result(story, plan, StepResult(True, "none", {"blockedLocks": 0}), POLICY, level)
+    assert engine.next_step(story, spec, {}, POLICY, level) is None
+    skipped = next(s for s in story.status.steps if s.name == "terminate")
+    assert skipped.phase == StepPhase.SKIPPED and "blockedLocks=0.0 is not > 0" in skipped.message
