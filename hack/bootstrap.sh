@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the operator with its development tools. Idempotent and quick
+# when nothing changed (pip's cache lives outside the checkout).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+python="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -f "$stamp" ]]; then
+  echo "[bootstrap] installing Python dependencies into .venv" >&2
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null \
+   || [[ ! -x /usr/lib/postgresql/15/bin/postgres ]] || ! command -v prometheus >/dev/null \
+   || ! command -v pg_dump >/dev/null; then
+  echo "[bootstrap] installing PostgreSQL, Redis and Prometheus from Debian packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    postgresql-15 postgresql-contrib redis-server redis-tools prometheus >/dev/null
+fi

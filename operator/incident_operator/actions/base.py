@@ -1,0 +1,88 @@
+"""The contract between the runbook engine and the action executors.
+
+An executor is ``async def run(action, ctx) -> StepResult`` registered for one action type.
+It talks to the outside world only through the adapters in ``ctx``; it never writes the
+Incident's status (the engine does, after each step) and never logs secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from ..models.actions import Action
+from ..models.runbook import Targets
+
+MAX_OUTPUT = 2048
+Finding = str | int | float | bool
+
+
+class ActionError(Exception):
+    """The action could not be carried out; the message is safe to show in status."""
+
+
+class ActionNotReady(ActionError):
+    """A precondition is not met yet (e.g. no pod exists); retrying later may succeed."""
+
+
+@dataclasses.dataclass
+class StepResult:
+    """What one action found or did. ``ok`` False means the step failed."""
+
+    ok: bool
+    message: str
+    findings: dict[str, Finding] = dataclasses.field(default_factory=dict)
+    output: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.output is not None and len(self.output) > MAX_OUTPUT:
+            cut = len(self.output) - MAX_OUTPUT + 40
+            self.output = self.output[: MAX_OUTPUT - 40] + f"\n... [{cut} characters truncated]"
+
+
+class SecretReader(Protocol):
+    async def read(self, namespace: str, name: str, key: str) -> str: ...
+
+
+@dataclasses.dataclass
+class ActionContext:
+    """Everything an executor may use. ``clients`` holds the adapters created at startup.
+
+    Dry runs never reach an executor of a destructive action: the engine records what it
+    would have done instead.
+    """
+
+    namespace: str
+    incident: str
+    targets: Targets
+    secrets: SecretReader
+    clients: Mapping[str, Any]
+    timeout: float
+
+
+A = TypeVar("A")
+Executor = Callable[[Any, ActionContext], Awaitable[StepResult]]
+EXECUTORS: dict[str, Executor] = {}
+
+
+ExecutorOf = Callable[[A, ActionContext], Awaitable[StepResult]]
+
+
+def executor(action_type: str) -> Callable[[ExecutorOf[A]], ExecutorOf[A]]:
+    """Register the function that runs ``action_type``."""
+
+    def register(func: ExecutorOf[A]) -> ExecutorOf[A]:
+        if action_type in EXECUTORS:
+            raise RuntimeError(f"two executors for {action_type}")
+        EXECUTORS[action_type] = func
+        return func
+
+    return register
+
+
+async def run_action(action: Action, ctx: ActionContext) -> StepResult:
+    func = EXECUTORS.get(action.type)
+    if func is None:
+        raise ActionError(f"no executor for action {action.type}")
+    return await func(action, ctx)

@@ -1,0 +1,6 @@
+"""Importing this module registers every action executor of the catalog."""
+
+from . import http, kubernetes, postgres, redis  # noqa: F401
+from .base import EXECUTORS
+
+__all__ = ["EXECUTORS"]

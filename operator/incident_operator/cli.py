@@ -1,0 +1,96 @@
+"""The ``incident-operator`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.policy:
+        os.environ["INCIDENT_OPERATOR_POLICY"] = args.policy
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    namespaces = args.namespace or []
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=args.standalone,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .crdgen import crd_files
+
+    files = crd_files()
+    if args.write:
+        target = Path(args.write)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (target / name).write_text(content)
+            print(f"wrote {target / name}")
+    else:
+        print("---\n".join(files.values()), end="")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .adapters.kube import KubeAdapter, load_api_client
+    from .report import render_report
+
+    kube = KubeAdapter(load_api_client(args.kubeconfig))
+    body = asyncio.run(kube.get("incidents", args.namespace, args.name))
+    print(render_report(body))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incident-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    run.add_argument("--policy", help="response policy YAML (default: the playbook's values)")
+    run.add_argument(
+        "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    run.set_defaults(func=_run)
+
+    crds = commands.add_parser("crds", help="print the CRDs generated from the models")
+    crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR")
+    crds.set_defaults(func=_crds)
+
+    report = commands.add_parser("report", help="post-incident report as Markdown")
+    report.add_argument("name")
+    report.add_argument("-n", "--namespace", default="default")
+    report.add_argument("--kubeconfig")
+    report.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Long-lived clients and settings, created once at operator start-up (Kopf's memo)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+
+from .adapters.guard import TargetGuard
+from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
+from .adapters.workloads import Workloads
+from .domain.policy import Policy, load_policy
+
+
+@dataclasses.dataclass
+class Settings:
+    """Operator settings from the environment (see README, Configuration)."""
+
+    namespace: str = "incident-operator"
+    policy_file: str | None = None
+    tick_seconds: float = 10.0
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int | None = None
+    # Mounted from a Secret by the Deployment (secretKeyRef); never logged.
+    webhook_token: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        port = os.environ.get("INCIDENT_OPERATOR_WEBHOOK_PORT")
+        return cls(
+            namespace=os.environ.get("INCIDENT_OPERATOR_NAMESPACE", "incident-operator"),
+            policy_file=os.environ.get("INCIDENT_OPERATOR_POLICY") or None,
+            tick_seconds=float(os.environ.get("INCIDENT_OPERATOR_TICK_SECONDS", "10")),
+            webhook_host=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_HOST", "0.0.0.0"),
+            webhook_port=int(port) if port else None,
+            webhook_token=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_TOKEN") or None,
+        )
+
+
+class OperatorContext:
+    def __init__(
+        self, settings: Settings, policy: Policy, kube: KubeAdapter, http: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.kube = kube
+        self.http = http
+        self.secrets = KubeSecretReader(kube)
+        self.guard = TargetGuard(kube.api_client)
+        # What action executors may use (see actions.base.ActionContext).
+        self.clients: dict[str, Any] = {
+            "http": http,
+            "kube": kube,
+            "workloads": Workloads(kube.api_client),
+        }
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def create(cls, settings: Settings, kubeconfig: str | None = None) -> OperatorContext:
+        policy = load_policy(settings.policy_file)
+        kube = KubeAdapter(load_api_client(kubeconfig))
+        return cls(settings, policy, kube, httpx.AsyncClient())
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """One response step at a time per Incident, across handlers, timers and deliveries."""
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def forget(self, key: str) -> None:
+        self._locks.pop(key, None)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.http.aclose()
+        self.kube.api_client.close()

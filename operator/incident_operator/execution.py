@@ -1,0 +1,70 @@
+"""Run one runbook step: safety checks, timeout, retries with backoff, dry runs.
+
+Nothing here decides what runs next (that is ``domain.engine``); this module only carries a
+chosen step out against the outside world and turns every failure into a StepResult.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .actions.base import ActionContext, ActionError, StepResult, run_action
+from .context import OperatorContext
+from .domain.engine import StepToRun, dry_run_result
+from .durations import parse_duration
+from .models.objects import IncidentObject, RunbookObject
+
+log = logging.getLogger(__name__)
+
+
+def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
+    """What a destructive step acts on, for cooldowns and one-remediation-at-a-time."""
+    action = plan.step.action
+    workload = getattr(action, "workload", None)
+    if workload is not None:
+        return f"{workload.kind.value}-{workload.name}".lower()
+    targets = runbook.spec.targets
+    if action.type.startswith("postgres") and targets.postgres:
+        return f"postgres-{targets.postgres.host}-{targets.postgres.port}"
+    if action.type.startswith("redis") and targets.redis:
+        return f"redis-{targets.redis.host}-{targets.redis.port}"
+    return action.type.lower()
+
+
+async def _attempt(plan: StepToRun, context: ActionContext) -> StepResult:
+    try:
+        return await asyncio.wait_for(run_action(plan.step.action, context), plan.timeout)
+    except TimeoutError:
+        return StepResult(False, f"{plan.step.action.type} timed out after {plan.timeout:g}s")
+    except ActionError as exc:
+        return StepResult(False, str(exc)[:1024])
+    except Exception as exc:  # an executor bug must not crash the Incident's handler
+        log.error("step %s raised %s", plan.step.name, type(exc).__name__)
+        return StepResult(False, f"internal error in {plan.step.action.type}: {type(exc).__name__}")
+
+
+async def execute(
+    ctx: OperatorContext, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun
+) -> StepResult:
+    if incident.spec.dry_run and plan.destructive:
+        return dry_run_result(plan)
+    context = ActionContext(
+        namespace=incident.metadata.namespace,
+        incident=incident.metadata.name,
+        targets=runbook.spec.targets,
+        secrets=ctx.secrets,
+        clients=ctx.clients,
+        timeout=plan.timeout,
+    )
+    backoff = parse_duration(plan.step.backoff)
+    result = StepResult(False, "not run")
+    for attempt in range(plan.step.retries + 1):
+        if attempt:
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+        result = await _attempt(plan, context)
+        if result.ok:
+            break
+    if plan.step.retries and not result.ok:
+        result.message = f"{result.message} (after {plan.step.retries + 1} attempts)"
+    return result

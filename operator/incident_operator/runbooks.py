@@ -1,0 +1,57 @@
+"""Runbook admission by the operator: what the schema cannot check goes into status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .adapters.kube import Conflict
+from .context import OperatorContext
+from .domain import conditions as cond
+from .domain import runbook_check
+from .models.runbook import RunbookStatus
+
+RUNBOOKS = "runbooks"
+
+
+def evaluate(body: dict[str, Any], now: dt.datetime) -> RunbookStatus:
+    runbook, problem = runbook_check.parse(body)
+    old = RunbookStatus.model_validate(
+        {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    )
+    generation = body["metadata"].get("generation")
+    status = old.model_copy(deep=True)
+    status.valid = not problem
+    status.observed_generation = generation
+    status.message = problem or "Runbook is valid"
+    status.step_count = (
+        len(runbook.spec.diagnosis) + len(runbook.spec.recovery) if runbook else None
+    )
+    status.conditions = cond.set_condition(
+        status.conditions,
+        "Valid",
+        not problem,
+        "Invalid" if problem else "Validated",
+        status.message,
+        now,
+        generation,
+    )
+    return status
+
+
+async def validate(ctx: OperatorContext, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    for _ in range(8):
+        status = evaluate(body, dt.datetime.now(dt.UTC))
+        before = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        after = status.to_k8s()
+        if before == after:
+            return
+        try:
+            await ctx.kube.replace_status(RUNBOOKS, body, after)
+        except Conflict:
+            body = await ctx.kube.get(RUNBOOKS, meta["namespace"], meta["name"])
+            continue
+        if not status.valid:
+            await ctx.kube.event(body, "Warning", "RunbookInvalid", status.message or "")
+        return
