@@ -8,10 +8,11 @@ Incident's status (the engine does, after each step) and never logs secrets.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..models.actions import Action
+from ..models.base import SecretKeyRef
 from ..models.runbook import Targets
 
 MAX_OUTPUT = 2048
@@ -86,3 +87,28 @@ async def run_action(action: Action, ctx: ActionContext) -> StepResult:
     if func is None:
         raise ActionError(f"no executor for action {action.type}")
     return await func(action, ctx)
+
+
+async def read_secret(ctx: ActionContext, ref: SecretKeyRef) -> str:
+    """The secret value; a missing Secret or key becomes a clear ActionError."""
+    try:
+        return await ctx.secrets.read(ctx.namespace, ref.name, ref.key)
+    except ActionError:
+        raise
+    except LookupError as exc:
+        detail = exc.args[0] if exc.args else f"secret {ctx.namespace}/{ref.name} not found"
+        raise ActionError(str(detail)) from None
+    except Exception as exc:
+        raise ActionError(
+            f"cannot read key {ref.key} of secret {ctx.namespace}/{ref.name} ({type(exc).__name__})"
+        ) from None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain left-aligned text table."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
