@@ -11,12 +11,25 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from ..domain.results import MAX_OUTPUT, Finding, StepResult
 from ..models.actions import Action
 from ..models.base import SecretKeyRef
 from ..models.runbook import Targets
 
-MAX_OUTPUT = 2048
-Finding = str | int | float | bool
+__all__ = [
+    "EXECUTORS",
+    "MAX_OUTPUT",
+    "ActionContext",
+    "ActionError",
+    "ActionNotReady",
+    "Finding",
+    "SecretReader",
+    "StepResult",
+    "executor",
+    "read_secret",
+    "run_action",
+    "table",
+]
 
 
 class ActionError(Exception):
@@ -25,21 +38,6 @@ class ActionError(Exception):
 
 class ActionNotReady(ActionError):
     """A precondition is not met yet (e.g. no pod exists); retrying later may succeed."""
-
-
-@dataclasses.dataclass
-class StepResult:
-    """What one action found or did. ``ok`` False means the step failed."""
-
-    ok: bool
-    message: str
-    findings: dict[str, Finding] = dataclasses.field(default_factory=dict)
-    output: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.output is not None and len(self.output) > MAX_OUTPUT:
-            cut = len(self.output) - MAX_OUTPUT + 40
-            self.output = self.output[: MAX_OUTPUT - 40] + f"\n... [{cut} characters truncated]"
 
 
 class SecretReader(Protocol):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import operator
 
-from ..actions.base import StepResult
 from ..durations import parse_duration
 from ..models.actions import DESTRUCTIVE_ACTIONS, IDEMPOTENT_ACTIONS, Comparison
 from ..models.incident import Approval, Decision, Diagnosis, StepPhase, StepStatus
@@ -18,6 +17,7 @@ from ..models.runbook import OnFailure, RunbookSpec, Step, When
 from . import conditions as cond
 from .lifecycle import Story, escalate, record_recovery, request_approval
 from .policy import LevelPolicy, Policy
+from .results import StepResult
 
 TERMINAL = frozenset(
     {
