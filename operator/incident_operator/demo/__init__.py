@@ -1,0 +1,15 @@
+"""The demo data plane: the playbook's staging stack made real on a kwok cluster.
+
+- :mod:`.dashboard`: the "dashboard" service (aiohttp) with /health, /metrics, the inventory
+  API backed by PostgreSQL and Redis, a circuit breaker and fault injection.
+- :mod:`.dataplane`: the bridge that watches the pods of a namespace and keeps one real local
+  process per app in step with the newest Running pod (kwok pods run no containers).
+- :mod:`.prometheus`: renders a scrape config and runs a real Prometheus server.
+
+Nothing here is imported by the operator itself; the package only serves the demo and tests.
+"""
+
+STATE_ENV = "INCIDENT_OPERATOR_STATE"
+"""Environment variable naming the state directory of hack/ (default below)."""
+
+DEFAULT_STATE_DIR = "~/.cache/incident-operator/run"
