@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import weakref
 from collections.abc import Coroutine
 from typing import Any
 
@@ -57,7 +58,11 @@ class OperatorContext:
             "kube": kube,
             "workloads": Workloads(kube.api_client),
         }
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Weak values: a lock lives only while some handler holds it, so deleted Incidents
+        # leave nothing behind and no finalizer is needed to clean up.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -68,10 +73,10 @@ class OperatorContext:
 
     def lock(self, key: str) -> asyncio.Lock:
         """One response step at a time per Incident, across handlers, timers and deliveries."""
-        return self._locks.setdefault(key, asyncio.Lock())
-
-    def forget(self, key: str) -> None:
-        self._locks.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

@@ -63,11 +63,6 @@ async def incident_clock(name: str, namespace: str | None, memo: Any, **_: Any) 
     await responder.respond(memo.ctx, namespace or "default", name)
 
 
-@kopf.on.delete(*INCIDENTS, id="incident-deleted", optional=True)
-async def incident_deleted(uid: str, memo: Any, **_: Any) -> None:
-    ctx: OperatorContext = memo.ctx
-    ctx.forget(uid)
-
 
 @kopf.on.create(*RUNBOOKS, id="runbook-created")
 @kopf.on.resume(*RUNBOOKS, id="runbook-resumed")
