@@ -1,0 +1,395 @@
+"""One remediation at a time per target, with cooldowns and attempt limits, kept in Leases.
+
+Each target (``deployment-dashboard``, ``postgres-127.0.0.1-5432``, ...) has one
+``coordination.k8s.io/v1`` Lease named ``incident-operator-<key>`` in the Incident's namespace:
+
+* ``spec.holderIdentity`` is the Incident (its uid) running a remediation against the target;
+  the lease expires ``leaseDurationSeconds`` after ``renewTime``, so a crashed operator does
+  not block the target forever. The holder acquiring again while it holds the lease is
+  granted (an operator restart resumes its remediation); another holder gets ``TargetBusy``
+  until release or expiry.
+* annotation ``incidents.dev/attempts`` is a JSON list of the times (UTC, ISO 8601) of the
+  destructive actions taken against the target, newest last, at most ``MAX_KEPT_ATTEMPTS``.
+  It drives the cooldown between destructive actions and the maximum number per window, for
+  every holder alike (checked whenever the target is taken, i.e. not already held by the
+  asking holder), and it outlives releases.
+
+``acquire`` never records an attempt: the caller does, with ``record_attempt``, right before
+it acts. Every write carries the resourceVersion its decision was based on; on a conflict
+(another operator instance wrote first) the Lease is read again and the decision redone, so
+two instances can never both be granted the same target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from ..durations import format_duration
+
+LEASE_PREFIX = "incident-operator-"
+ATTEMPTS_ANNOTATION = "incidents.dev/attempts"
+TARGET_ANNOTATION = "incidents.dev/target"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "incident-operator"
+MAX_KEPT_ATTEMPTS = 64
+DEFAULT_LEASE_SECONDS = 300.0
+DEFAULT_RETENTION_SECONDS = 7 * 86400.0
+REQUEST_TIMEOUT = 30.0
+MAX_CONFLICT_RETRIES = 10
+
+GRANTED = "Granted"
+TARGET_BUSY = "TargetBusy"
+COOLDOWN_ACTIVE = "CooldownActive"
+MAX_ATTEMPTS_REACHED = "MaxAttemptsReached"
+
+JSON = dict[str, Any]
+
+
+class GuardError(Exception):
+    """The guard could not read or write its Lease; the message is safe to show."""
+
+
+class NotHolder(GuardError):
+    """``record_attempt`` by a holder that does not hold the target."""
+
+
+class _Conflict(Exception):
+    pass
+
+
+class _NotFound(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    granted: bool
+    reason: str
+    """``Granted``, ``TargetBusy``, ``CooldownActive`` or ``MaxAttemptsReached``."""
+    message: str
+    retry_at: dt.datetime | None = None
+    """When asking again may succeed (expiry, end of cooldown or of the window)."""
+
+
+def lease_name(key: str) -> str:
+    """``incident-operator-<key>`` as a DNS label: lowercase, ``[a-z0-9-]``, at most 63
+    characters; a long key is cut and gets a hash of the whole key appended."""
+    slug = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-") or "target"
+    name = LEASE_PREFIX + slug
+    if len(name) > 63:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        name = name[: 63 - 9].rstrip("-") + "-" + digest
+    return name
+
+
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    return now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+
+
+def _micro_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return _utc(parsed)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def attempts_of(lease: JSON | None) -> list[dt.datetime]:
+    """The recorded attempt times of a Lease, oldest first; unreadable entries are dropped."""
+    raw = (((lease or {}).get("metadata") or {}).get("annotations") or {}).get(ATTEMPTS_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(values, list):
+        return []
+    parsed = (_parse_time(v) for v in values)
+    return sorted(t for t in parsed if t is not None)
+
+
+def holder_of(lease: JSON | None, now: dt.datetime) -> tuple[str | None, dt.datetime | None]:
+    """(holder, expiry) of a Lease that is held and not expired at ``now``, else (None, None)."""
+    spec = (lease or {}).get("spec") or {}
+    holder = spec.get("holderIdentity")
+    if not holder:
+        return None, None
+    renewed = _parse_time(spec.get("renewTime")) or _parse_time(spec.get("acquireTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renewed is None or not isinstance(duration, int):
+        return None, None
+    expiry = renewed + dt.timedelta(seconds=duration)
+    if expiry <= now:
+        return None, None
+    return str(holder), expiry
+
+
+def decide(
+    lease: JSON | None,
+    key: str,
+    holder: str,
+    cooldown_s: float,
+    max_attempts: int,
+    window_s: float,
+    now: dt.datetime,
+) -> Verdict:
+    """The decision of :meth:`TargetGuard.acquire` on the Lease as read (``None``: none yet).
+
+    In this order: ``holder`` already holds a live lease (``Granted``: it resumes, e.g. after
+    an operator restart), another live holder (``TargetBusy``), too many attempts within the
+    window (``MaxAttemptsReached``), a recent attempt (``CooldownActive``); else ``Granted``.
+    Cooldown and maximum thus apply whenever a target is taken, so a holder releases it
+    after each destructive action.
+    """
+    current, expiry = holder_of(lease, now)
+    if current == holder:
+        return Verdict(True, GRANTED, f"Target {key} is already held by {holder}; renewed.")
+    if current is not None:
+        return Verdict(
+            False,
+            TARGET_BUSY,
+            f"Another remediation ({current}) holds target {key} until {_iso(expiry or now)}.",
+            expiry,
+        )
+    attempts = attempts_of(lease)
+    since = now - dt.timedelta(seconds=window_s)
+    recent = [t for t in attempts if t > since]
+    if len(recent) >= max_attempts:
+        retry_at = recent[len(recent) - max_attempts] + dt.timedelta(seconds=window_s)
+        return Verdict(
+            False,
+            MAX_ATTEMPTS_REACHED,
+            f"Target {key} had {len(recent)} destructive actions in the last "
+            f"{format_duration(window_s)} (maximum {max_attempts}); the next is "
+            f"allowed at {_iso(retry_at)}.",
+            retry_at,
+        )
+    if attempts and cooldown_s > 0:
+        last = attempts[-1]
+        ends = last + dt.timedelta(seconds=cooldown_s)
+        if ends > now:
+            return Verdict(
+                False,
+                COOLDOWN_ACTIVE,
+                f"Target {key} is cooling down: the last destructive action was at "
+                f"{_iso(last)}, the next is allowed at {_iso(ends)} (cooldown "
+                f"{format_duration(cooldown_s)}).",
+                ends,
+            )
+    return Verdict(True, GRANTED, f"Target {key} granted to {holder}.")
+
+
+class TargetGuard:
+    """Leases in the Incident's namespace; created once at start-up from the ApiClient."""
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        lease_duration_s: float = DEFAULT_LEASE_SECONDS,
+        retention_s: float = DEFAULT_RETENTION_SECONDS,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        self.api = kubernetes.client.CoordinationV1Api(api_client)
+        self.lease_duration_s = lease_duration_s
+        self.retention_s = retention_s
+        self.request_timeout = request_timeout
+
+    # -- API plumbing --------------------------------------------------------------------------
+
+    async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> JSON:
+        try:
+            response = await asyncio.to_thread(
+                func, *args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _NotFound() from None
+            if exc.status == 409:
+                raise _Conflict() from None
+            message = exc.reason or ""
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                message = json.loads(exc.body or "")["message"]
+            raise GuardError(f"Lease API error {exc.status}: {str(message)[:300]}") from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise GuardError(f"Lease API unreachable: {type(exc).__name__}") from None
+        body: JSON = json.loads(response.data or b"{}")
+        return body
+
+    async def read(self, namespace: str, key: str) -> JSON | None:
+        """The target's Lease as JSON, ``None`` when there is none yet."""
+        try:
+            return await self._call(self.api.read_namespaced_lease, lease_name(key), namespace)
+        except _NotFound:
+            return None
+
+    async def _ensure(self, namespace: str, key: str) -> None:
+        """Create the target's Lease, empty (nobody holds it); fine when it exists."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": lease_name(key),
+                "namespace": namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+                "annotations": {TARGET_ANNOTATION: key[:1024]},
+            },
+            "spec": {},
+        }
+        with contextlib.suppress(_Conflict):  # another instance created it first
+            await self._call(self.api.create_namespaced_lease, namespace, body)
+
+    async def _patch(
+        self, namespace: str, lease: JSON, spec: JSON, annotations: JSON | None = None
+    ) -> JSON:
+        """A merge patch guarded by the resourceVersion the decision was based on: the API
+        server answers 409 when the Lease changed since it was read."""
+        metadata: JSON = {"resourceVersion": lease["metadata"]["resourceVersion"]}
+        if annotations:
+            metadata["annotations"] = annotations
+        return await self._call(
+            self.api.patch_namespaced_lease,
+            lease["metadata"]["name"],
+            namespace,
+            {"metadata": metadata, "spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+    # -- the API -------------------------------------------------------------------------------
+
+    async def acquire(
+        self,
+        namespace: str,
+        key: str,
+        holder: str,
+        cooldown_s: float,
+        max_attempts: int,
+        window_s: float,
+        now: dt.datetime | None = None,
+        lease_duration_s: float | None = None,
+    ) -> Verdict:
+        """Hold ``key`` for ``holder`` unless it is busy, cooling down or out of attempts.
+
+        A grant (re)writes holder, acquire/renew time and duration; a refusal writes
+        nothing. ``lease_duration_s`` defaults to the guard's; a holder whose action runs
+        longer must :meth:`renew`.
+        """
+        if not holder:
+            raise ValueError("holder must not be empty")
+        if max_attempts < 1 or cooldown_s < 0 or window_s < 0:
+            raise ValueError("need max_attempts >= 1, cooldown_s >= 0 and window_s >= 0")
+        now = _utc(now)
+        duration = max(1, math.ceil(lease_duration_s or self.lease_duration_s))
+        for _ in range(MAX_CONFLICT_RETRIES):
+            lease = await self.read(namespace, key)
+            verdict = decide(lease, key, holder, cooldown_s, max_attempts, window_s, now)
+            if not verdict.granted:
+                return verdict
+            if lease is None:
+                await self._ensure(namespace, key)
+                continue  # decide again on the Lease as created (maybe by someone else)
+            spec = lease.get("spec") or {}
+            previous = spec.get("holderIdentity")
+            change: JSON = {
+                "holderIdentity": holder,
+                "renewTime": _micro_time(now),
+                "leaseDurationSeconds": duration,
+            }
+            if previous != holder:
+                change["acquireTime"] = _micro_time(now)
+                if previous:
+                    change["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+            try:
+                await self._patch(namespace, lease, change)
+            except _Conflict:
+                continue  # someone else wrote first: decide again on what they wrote
+            if previous and previous != holder:
+                verdict = dataclasses.replace(
+                    verdict,
+                    message=verdict.message[:-1] + f" (the lease of {previous} had expired).",
+                )
+            return verdict
+        raise GuardError(f"Lease {lease_name(key)} kept changing; could not acquire it")
+
+    async def record_attempt(
+        self, namespace: str, key: str, holder: str, now: dt.datetime | None = None
+    ) -> list[dt.datetime]:
+        """Record a destructive action by ``holder`` (who must hold the target) at ``now``
+        and renew the lease; returns the attempts kept, oldest first."""
+        now = _utc(now)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            lease = await self.read(namespace, key)
+            current = ((lease or {}).get("spec") or {}).get("holderIdentity")
+            if lease is None or current != holder:
+                raise NotHolder(f"target {key} is not held by {holder}; acquire it first")
+            horizon = now - dt.timedelta(seconds=self.retention_s)
+            kept = [t for t in attempts_of(lease) if t > horizon]
+            kept = sorted([*kept, now])[-MAX_KEPT_ATTEMPTS:]
+            stamps = json.dumps([_micro_time(t) for t in kept])
+            try:
+                await self._patch(
+                    namespace, lease, {"renewTime": _micro_time(now)}, {ATTEMPTS_ANNOTATION: stamps}
+                )
+            except _Conflict:
+                continue
+            return kept
+        raise GuardError(f"Lease {lease_name(key)} kept changing; attempt not recorded")
+
+    async def renew(
+        self, namespace: str, key: str, holder: str, now: dt.datetime | None = None
+    ) -> bool:
+        """Push the expiry of ``holder``'s lease forward; False when it holds it no more."""
+        now = _utc(now)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            lease = await self.read(namespace, key)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
+                return False
+            try:
+                await self._patch(namespace, lease, {"renewTime": _micro_time(now)})
+            except _Conflict:
+                continue
+            return True
+        raise GuardError(f"Lease {lease_name(key)} kept changing; could not renew it")
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        """Give the target up; the attempt history stays. False (and nothing written) when
+        ``holder`` does not hold it, so releasing twice is harmless."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            lease = await self.read(namespace, key)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
+                return False
+            try:
+                await self._patch(namespace, lease, {"holderIdentity": None})
+            except _Conflict:
+                continue
+            return True
+        raise GuardError(f"Lease {lease_name(key)} kept changing; could not release it")
+
+    async def attempts(self, namespace: str, key: str) -> list[dt.datetime]:
+        """The recorded destructive actions against ``key``, oldest first."""
+        return attempts_of(await self.read(namespace, key))
