@@ -15,6 +15,7 @@ from .adapters.guard import TargetGuard
 from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
 from .adapters.workloads import Workloads
 from .domain.policy import Policy, load_policy
+from .safety import SafetyGate
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class OperatorContext:
         self.kube = kube
         self.http = http
         self.secrets = KubeSecretReader(kube)
-        self.guard = TargetGuard(kube.api_client)
+        self.gate = SafetyGate(TargetGuard(kube.api_client), policy)
         # What action executors may use (see actions.base.ActionContext).
         self.clients: dict[str, Any] = {
             "http": http,
@@ -60,9 +61,7 @@ class OperatorContext:
         }
         # Weak values: a lock lives only while some handler holds it, so deleted Incidents
         # leave nothing behind and no finalizer is needed to clean up.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod

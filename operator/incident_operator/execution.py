@@ -18,20 +18,6 @@ from .models.objects import IncidentObject, RunbookObject
 log = logging.getLogger(__name__)
 
 
-def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
-    """What a destructive step acts on, for cooldowns and one-remediation-at-a-time."""
-    action = plan.step.action
-    workload = getattr(action, "workload", None)
-    if workload is not None:
-        return f"{workload.kind.value}-{workload.name}".lower()
-    targets = runbook.spec.targets
-    if action.type.startswith("postgres") and targets.postgres:
-        return f"postgres-{targets.postgres.host}-{targets.postgres.port}"
-    if action.type.startswith("redis") and targets.redis:
-        return f"redis-{targets.redis.host}-{targets.redis.port}"
-    return action.type.lower()
-
-
 async def _attempt(plan: StepToRun, context: ActionContext) -> StepResult:
     try:
         return await asyncio.wait_for(run_action(plan.step.action, context), plan.timeout)

@@ -13,6 +13,7 @@ from typing import Any
 from . import execution
 from .actions import catalog  # noqa: F401  (registers every action executor)
 from .actions.base import StepResult
+from .adapters.guard import TARGET_BUSY
 from .adapters.kube import Conflict, NotFound
 from .adapters.notify import deliver, payload
 from .context import OperatorContext
@@ -23,6 +24,7 @@ from .durations import parse_duration
 from .models.base import TimelineEntry
 from .models.objects import IncidentObject, RunbookObject
 from .models.runbook import OnFailure
+from .safety import GUARD_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 INCIDENTS = "incidents"
@@ -159,37 +161,21 @@ async def _guard(
     level: LevelPolicy,
 ) -> engine.StepToRun | None:
     """Cooldown, attempt limit and one remediation per target, for destructive steps."""
-    if not plan.destructive or incident.spec.dry_run:
+    if not ctx.gate.needed(plan, incident):
         return plan
-    safety = runbook.spec.safety
-    cooldown = ctx.policy.scaled(parse_duration(safety.cooldown)).total_seconds()
-    window = max(cooldown * safety.max_attempts_per_target, ctx.policy.scaled(3600).total_seconds())
-    key = execution.target_key(plan, runbook)
-    verdict = await ctx.guard.acquire(
-        incident.metadata.namespace,
-        key,
-        incident.metadata.uid,
-        cooldown,
-        safety.max_attempts_per_target,
-        window,
-        story.now,
-    )
+    verdict = await ctx.gate.acquire(incident, runbook, plan, story.now)
     if verdict.granted:
         return plan
-    if verdict.reason == "TargetBusy":
+    if verdict.reason in (TARGET_BUSY, GUARD_UNAVAILABLE):
         waiting = f"{plan.step.name} waits: {verdict.message}"
         if story.status.message != waiting:
             story.status.message = waiting
             story.log("WaitingForTarget", waiting)
         return None
+    # Cooling down or out of attempts: retrying would be the loop the limits exist to stop.
     engine.mark_running(story, plan, dry_run=False)
-    engine.record_result(
-        story,
-        plan,
-        StepResult(False, verdict.message, {"guard": verdict.reason}),
-        ctx.policy,
-        level,
-    )
+    refused = StepResult(False, verdict.message, {"guard": verdict.reason})
+    engine.record_result(story, plan, refused, ctx.policy, level)
     if plan.step.on_failure != OnFailure.ESCALATE:
         lifecycle.escalate(
             story, ctx.policy, level, verdict.reason, f"{plan.step.name} refused: {verdict.message}"
@@ -243,21 +229,23 @@ async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
         async with ctx.lock(body["metadata"]["uid"]):
             incident = IncidentObject.parse(body)
             decision, plan, runbook = await _plan(ctx, incident)
+            guarded = plan is not None and ctx.gate.needed(plan, incident)
             try:
                 body = await _commit(ctx, body, incident.status.to_k8s(), decision.status.to_k8s())
             except Conflict:
+                if guarded and plan is not None and runbook is not None:
+                    await ctx.gate.release(incident, runbook, plan)
                 continue
             await _post_events(ctx, body, decision.entries)
             _dispatch(ctx, body, decision.notifications)
             if plan is None or runbook is None:
                 return
-            key = execution.target_key(plan, runbook)
             try:
-                if plan.destructive and not incident.spec.dry_run:
-                    await ctx.guard.record_attempt(namespace, key, incident.metadata.uid, utcnow())
+                if guarded:
+                    await ctx.gate.record(incident, runbook, plan, utcnow())
                 result = await execution.execute(ctx, incident, runbook, plan)
             finally:
-                if plan.destructive and not incident.spec.dry_run:
-                    await ctx.guard.release(namespace, key, incident.metadata.uid)
+                if guarded:
+                    await ctx.gate.release(incident, runbook, plan)
             await _record_result(ctx, namespace, name, plan, result)
     log.warning("incident %s/%s kept changing; will retry on the next tick", namespace, name)

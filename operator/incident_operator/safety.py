@@ -1,0 +1,117 @@
+"""Safety gates for destructive steps: one remediation per target, attempt limits, cooldowns.
+
+Two Leases guard a destructive step: one per target (only one remediation at a time, and at
+most ``maxAttemptsPerTarget`` destructive actions within the window, whatever the action) and
+one per target and action (the cooldown: a flapping service is not restarted in a loop, yet a
+rollback may follow a failed restart at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+
+from .adapters.guard import GRANTED, GuardError, TargetGuard, Verdict
+from .domain.engine import StepToRun
+from .domain.policy import Policy
+from .durations import parse_duration
+from .models.objects import IncidentObject, RunbookObject
+
+GUARD_UNAVAILABLE = "GuardUnavailable"
+#: The per-action Lease only enforces the cooldown; the per-target one counts attempts.
+UNLIMITED = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    key: str
+    cooldown_s: float
+    max_attempts: int
+
+
+def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
+    """What a destructive step acts on."""
+    action = plan.step.action
+    workload = getattr(action, "workload", None)
+    if workload is not None:
+        return f"{workload.kind.value}-{workload.name}".lower()
+    targets = runbook.spec.targets
+    if action.type.startswith("postgres") and targets.postgres:
+        return f"postgres-{targets.postgres.host}-{targets.postgres.port}"
+    if action.type.startswith("redis") and targets.redis:
+        return f"redis-{targets.redis.host}-{targets.redis.port}"
+    return action.type.lower()
+
+
+class SafetyGate:
+    def __init__(self, guard: TargetGuard, policy: Policy) -> None:
+        self.guard, self.policy = guard, policy
+
+    def claims(self, plan: StepToRun, runbook: RunbookObject) -> list[Claim]:
+        safety = runbook.spec.safety
+        cooldown = self.policy.scaled(parse_duration(safety.cooldown)).total_seconds()
+        target = target_key(plan, runbook)
+        return [
+            Claim(target, 0.0, safety.max_attempts_per_target),
+            Claim(f"{target}-{plan.step.action.type}", cooldown, UNLIMITED),
+        ]
+
+    def window(self, runbook: RunbookObject) -> float:
+        safety = runbook.spec.safety
+        cooldown = self.policy.scaled(parse_duration(safety.cooldown)).total_seconds()
+        return max(
+            cooldown * safety.max_attempts_per_target, self.policy.scaled(3600).total_seconds()
+        )
+
+    @staticmethod
+    def needed(plan: StepToRun, incident: IncidentObject) -> bool:
+        return plan.destructive and not incident.spec.dry_run
+
+    async def acquire(
+        self, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun, now: dt.datetime
+    ) -> Verdict:
+        """Take every claim or none; the lease outlives the step's own time limit."""
+        meta = incident.metadata
+        lease_s = plan.timeout * (plan.step.retries + 1) + 60
+        taken: list[Claim] = []
+        try:
+            for claim in self.claims(plan, runbook):
+                verdict = await self.guard.acquire(
+                    meta.namespace,
+                    claim.key,
+                    meta.uid,
+                    claim.cooldown_s,
+                    claim.max_attempts,
+                    self.window(runbook),
+                    now,
+                    lease_duration_s=lease_s,
+                )
+                if not verdict.granted:
+                    await self._release(meta.namespace, meta.uid, taken)
+                    return verdict
+                taken.append(claim)
+        except GuardError as exc:
+            await self._release(meta.namespace, meta.uid, taken)
+            return Verdict(False, GUARD_UNAVAILABLE, str(exc), None)
+        return Verdict(True, GRANTED, "granted", None)
+
+    async def record(
+        self, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun, now: dt.datetime
+    ) -> None:
+        for claim in self.claims(plan, runbook):
+            await self.guard.record_attempt(
+                incident.metadata.namespace, claim.key, incident.metadata.uid, now
+            )
+
+    async def release(
+        self, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun
+    ) -> None:
+        await self._release(
+            incident.metadata.namespace, incident.metadata.uid, self.claims(plan, runbook)
+        )
+
+    async def _release(self, namespace: str, holder: str, claims: list[Claim]) -> None:
+        for claim in claims:
+            with contextlib.suppress(GuardError):  # a lease left behind expires on its own
+                await self.guard.release(namespace, claim.key, holder)
