@@ -1,3 +1,5 @@
+"""Shared by tests/ and e2e/: the cluster, the operator, the real servers, a webhook receiver."""
+
 import os
 from pathlib import Path
 
