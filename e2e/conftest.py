@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from incident_operator.demo.stack import LocalStack
 from incident_operator.domain import runbook_check
-from tests.fixtures.cluster import Objects
+from tests.fixtures.cluster import Objects, eventually
 
 
 @pytest.fixture
@@ -61,3 +65,47 @@ def explain(objects: Objects, incident: str) -> str:
     lines += [f"  {s['name']}: {s['phase']} {s.get('message', '')}" for s in status.get("steps", [])]
     lines += [f"  {e['reason']}: {e['message']}" for e in status.get("timeline", [])[-8:]]
     return "\n".join(lines)
+
+
+def drive(objects: Objects, incident: str, until: str, approver: str = "incident-commander",
+          timeout: float = 120) -> dict[str, Any]:
+    """Approve every step that asks, as the incident commander would, until ``until``."""
+    approved: set[str] = set()
+
+    def progress() -> dict[str, Any] | None:
+        status = objects.status("incidents", incident)
+        waiting = [s["name"] for s in status.get("steps", [])
+                   if s["phase"] == "AwaitingApproval" and s["name"] not in approved]
+        for step in waiting:
+            approve(objects, incident, step, by=approver)
+            approved.add(step)
+        return status if status.get("phase") == until else None
+
+    return eventually(progress, timeout=timeout, what=f"{incident} {until}",
+                      describe=lambda: explain(objects, incident))
+
+
+@pytest.fixture
+def traffic(stack: LocalStack) -> Iterator[Callable[[str], None]]:
+    """Background requests to the dashboard, so Prometheus has rates to compute."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(path: str) -> None:
+        def loop() -> None:
+            with httpx.Client(headers={"X-API-Key": stack.api_key}, timeout=5) as client:
+                deadline = time.monotonic() + 600  # bounded even if a test forgets to stop
+                while not stop.is_set() and time.monotonic() < deadline:
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.get(f"{stack.dashboard_url}{path}")
+                    stop.wait(0.05)
+
+        for _ in range(3):
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            threads.append(thread)
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)

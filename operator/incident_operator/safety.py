@@ -33,6 +33,8 @@ class Claim:
 def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
     """What a destructive step acts on."""
     action = plan.step.action
+    if action.type == "runJob":
+        return f"job-{plan.step.name}"  # each Job step is its own target (restore, check)
     workload = getattr(action, "workload", None)
     if workload is not None:
         return f"{workload.kind.value}-{workload.name}".lower()

@@ -119,8 +119,11 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def attempts_of(lease: JSON | None) -> list[dt.datetime]:
-    """The recorded attempt times of a Lease, oldest first; unreadable entries are dropped."""
+def attempt_records(lease: JSON | None) -> list[tuple[dt.datetime, str | None]]:
+    """(time, holder) of every recorded attempt, oldest first; unreadable entries dropped.
+
+    Entries are ``{"at": ..., "holder": ...}``; a bare timestamp (no holder) is accepted too.
+    """
     raw = (((lease or {}).get("metadata") or {}).get("annotations") or {}).get(ATTEMPTS_ANNOTATION)
     if not raw:
         return []
@@ -130,8 +133,18 @@ def attempts_of(lease: JSON | None) -> list[dt.datetime]:
         return []
     if not isinstance(values, list):
         return []
-    parsed = (_parse_time(v) for v in values)
-    return sorted(t for t in parsed if t is not None)
+    records: list[tuple[dt.datetime, str | None]] = []
+    for value in values:
+        at = _parse_time(value.get("at") if isinstance(value, dict) else value)
+        holder = value.get("holder") if isinstance(value, dict) else None
+        if at is not None:
+            records.append((at, holder if isinstance(holder, str) else None))
+    return sorted(records, key=lambda record: record[0])
+
+
+def attempts_of(lease: JSON | None) -> list[dt.datetime]:
+    """The recorded attempt times of a Lease, oldest first."""
+    return [at for at, _ in attempt_records(lease)]
 
 
 def holder_of(lease: JSON | None, now: dt.datetime) -> tuple[str | None, dt.datetime | None]:
@@ -190,8 +203,11 @@ def decide(
             f"allowed at {_iso(retry_at)}.",
             retry_at,
         )
-    if attempts and cooldown_s > 0:
-        last = attempts[-1]
+    # The cooldown stops a loop across remediations (a flapping alert opening incident after
+    # incident); one incident never repeats a step, so its own earlier steps do not count.
+    others = [at for at, by in attempt_records(lease) if by != holder]
+    if others and cooldown_s > 0:
+        last = others[-1]
         ends = last + dt.timedelta(seconds=cooldown_s)
         if ends > now:
             return Verdict(
@@ -348,9 +364,15 @@ class TargetGuard:
             if lease is None or current != holder:
                 raise NotHolder(f"target {key} is not held by {holder}; acquire it first")
             horizon = now - dt.timedelta(seconds=self.retention_s)
-            kept = [t for t in attempts_of(lease) if t > horizon]
-            kept = sorted([*kept, now])[-MAX_KEPT_ATTEMPTS:]
-            stamps = json.dumps([_micro_time(t) for t in kept])
+            records = [r for r in attempt_records(lease) if r[0] > horizon]
+            records = sorted([*records, (now, holder)], key=lambda r: r[0])[-MAX_KEPT_ATTEMPTS:]
+            kept = [at for at, _ in records]
+            stamps = json.dumps(
+                [
+                    {"at": _micro_time(at), "holder": by} if by else _micro_time(at)
+                    for at, by in records
+                ]
+            )
             try:
                 await self._patch(
                     namespace, lease, {"renewTime": _micro_time(now)}, {ATTEMPTS_ANNOTATION: stamps}
