@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.fixtures.cluster import Objects, eventually
 
 from incident_operator.demo.stack import LocalStack
 from incident_operator.domain import runbook_check
-from tests.fixtures.cluster import Objects, eventually
 
 
 @pytest.fixture
@@ -24,8 +24,12 @@ def stack(kubeconfig: str, namespace: str) -> Iterator[LocalStack]:
         yield s
 
 
-def apply_runbook(stack: LocalStack, objects: Objects, name: str,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def apply_runbook(
+    stack: LocalStack,
+    objects: Objects,
+    name: str,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Apply one shipped runbook, localized; ``overrides`` patch step fields by step name."""
     doc = next(d for d in stack.runbooks() if d["metadata"]["name"] == name)
     doc = copy.deepcopy(doc)
@@ -54,35 +58,52 @@ def phase_of(objects: Objects, incident: str) -> str | None:
 
 def approve(objects: Objects, incident: str, step: str, by: str = "incident-commander") -> None:
     current = objects.get("incidents", incident)["spec"].get("approvals", [])
-    objects.patch_spec("incidents", incident, {"approvals": [
-        *current, {"step": step, "decision": "Approved", "by": by}]})
+    objects.patch_spec(
+        "incidents",
+        incident,
+        {"approvals": [*current, {"step": step, "decision": "Approved", "by": by}]},
+    )
 
 
 def explain(objects: Objects, incident: str) -> str:
     """The incident's steps and last timeline entries, for failure messages."""
     status = objects.status("incidents", incident)
     lines = [f"phase={status.get('phase')}"]
-    lines += [f"  {s['name']}: {s['phase']} {s.get('message', '')}" for s in status.get("steps", [])]
+    lines += [
+        f"  {s['name']}: {s['phase']} {s.get('message', '')}" for s in status.get("steps", [])
+    ]
     lines += [f"  {e['reason']}: {e['message']}" for e in status.get("timeline", [])[-8:]]
     return "\n".join(lines)
 
 
-def drive(objects: Objects, incident: str, until: str, approver: str = "incident-commander",
-          timeout: float = 120) -> dict[str, Any]:
+def drive(
+    objects: Objects,
+    incident: str,
+    until: str,
+    approver: str = "incident-commander",
+    timeout: float = 120,
+) -> dict[str, Any]:
     """Approve every step that asks, as the incident commander would, until ``until``."""
     approved: set[str] = set()
 
     def progress() -> dict[str, Any] | None:
         status = objects.status("incidents", incident)
-        waiting = [s["name"] for s in status.get("steps", [])
-                   if s["phase"] == "AwaitingApproval" and s["name"] not in approved]
+        waiting = [
+            s["name"]
+            for s in status.get("steps", [])
+            if s["phase"] == "AwaitingApproval" and s["name"] not in approved
+        ]
         for step in waiting:
             approve(objects, incident, step, by=approver)
             approved.add(step)
         return status if status.get("phase") == until else None
 
-    return eventually(progress, timeout=timeout, what=f"{incident} {until}",
-                      describe=lambda: explain(objects, incident))
+    return eventually(
+        progress,
+        timeout=timeout,
+        what=f"{incident} {until}",
+        describe=lambda: explain(objects, incident),
+    )
 
 
 @pytest.fixture

@@ -49,19 +49,34 @@ def service() -> Iterator[CountingServer]:
 
 
 def runbook(url: str, recovery: list[dict[str, Any]], name: str = "rb") -> dict[str, Any]:
-    return {"kind": "Runbook", "metadata": {"name": name}, "spec": {
-        "title": "Test runbook", "rto": {"mitigation": "5m"},
-        "match": {"services": ["dashboard"]},
-        "targets": {"http": {"baseUrl": url}},
-        "diagnosis": [{"name": "check-health", "action": {"type": "httpCheck",
-                                                          "path": "/diagnose"}}],
-        "recovery": recovery}}
+    return {
+        "kind": "Runbook",
+        "metadata": {"name": name},
+        "spec": {
+            "title": "Test runbook",
+            "rto": {"mitigation": "5m"},
+            "match": {"services": ["dashboard"]},
+            "targets": {"http": {"baseUrl": url}},
+            "diagnosis": [
+                {"name": "check-health", "action": {"type": "httpCheck", "path": "/diagnose"}}
+            ],
+            "recovery": recovery,
+        },
+    }
 
 
 def incident(**spec: Any) -> dict[str, Any]:
-    return {"kind": "Incident", "metadata": {"name": "inc"},
-            "spec": {"service": "dashboard", "summary": "down", "severity": 3,
-                     "acknowledgedBy": "alice", **spec}}
+    return {
+        "kind": "Incident",
+        "metadata": {"name": "inc"},
+        "spec": {
+            "service": "dashboard",
+            "summary": "down",
+            "severity": 3,
+            "acknowledgedBy": "alice",
+            **spec,
+        },
+    }
 
 
 def steps(objects: Objects) -> dict[str, dict[str, Any]]:
@@ -69,21 +84,36 @@ def steps(objects: Objects) -> dict[str, dict[str, Any]]:
 
 
 def test_operator_restart_never_reruns_a_completed_step(
-        objects: Objects, operator: OperatorFactory, service: CountingServer) -> None:
-    objects.create("runbooks", runbook(service.url, [
-        {"name": "settle", "action": {"type": "wait", "duration": "4s"}},
-        {"name": "verify", "action": {"type": "httpCheck", "path": "/verify"}}]))
+    objects: Objects, operator: OperatorFactory, service: CountingServer
+) -> None:
+    objects.create(
+        "runbooks",
+        runbook(
+            service.url,
+            [
+                {"name": "settle", "action": {"type": "wait", "duration": "4s"}},
+                {"name": "verify", "action": {"type": "httpCheck", "path": "/verify"}},
+            ],
+        ),
+    )
     with operator():
         objects.create("incidents", incident())
-        eventually(lambda: steps(objects).get("settle", {}).get("phase") == "Running",
-                   what="settle step running")
+        eventually(
+            lambda: steps(objects).get("settle", {}).get("phase") == "Running",
+            what="settle step running",
+        )
     # The operator died mid-step: status says so, and the finished step is recorded.
     before = steps(objects)
     assert before["check-health"]["phase"] == "Succeeded"
     assert before["settle"]["phase"] == "Running"
     with operator():
-        done = eventually(lambda: objects.status("incidents", "inc").get("phase") == "Monitoring"
-                          and steps(objects), timeout=30, what="runbook completed")
+        done = eventually(
+            lambda: (
+                objects.status("incidents", "inc").get("phase") == "Monitoring" and steps(objects)
+            ),
+            timeout=30,
+            what="runbook completed",
+        )
     assert service.hits["/diagnose"] == 1, "a completed step ran again"
     assert service.hits["/verify"] == 1
     assert done["settle"]["attempts"] == 2  # idempotent, so it was resumed
@@ -93,15 +123,34 @@ def test_operator_restart_never_reruns_a_completed_step(
     assert next(c for c in status["conditions"] if c["type"] == "Mitigated")["status"] == "True"
 
 
-def test_dry_run_records_what_it_would_do(objects: Objects, operator: OperatorFactory,
-                                          service: CountingServer, namespace: str) -> None:
-    objects.create("runbooks", runbook(service.url, [
-        {"name": "scale", "action": {"type": "scaleWorkload", "replicas": 3,
-                                     "workload": {"name": "dashboard"}}}]))
+def test_dry_run_records_what_it_would_do(
+    objects: Objects, operator: OperatorFactory, service: CountingServer, namespace: str
+) -> None:
+    objects.create(
+        "runbooks",
+        runbook(
+            service.url,
+            [
+                {
+                    "name": "scale",
+                    "action": {
+                        "type": "scaleWorkload",
+                        "replicas": 3,
+                        "workload": {"name": "dashboard"},
+                    },
+                }
+            ],
+        ),
+    )
     with operator():
         objects.create("incidents", incident(dryRun=True))
-        scale = eventually(lambda: steps(objects).get("scale", {}).get("phase") == "Succeeded"
-                           and steps(objects)["scale"], what="dry-run step")
+        scale = eventually(
+            lambda: (
+                steps(objects).get("scale", {}).get("phase") == "Succeeded"
+                and steps(objects)["scale"]
+            ),
+            what="dry-run step",
+        )
     assert scale["dryRun"] is True
     assert scale["message"].startswith("Dry run: would run scaleWorkload")
     assert service.hits["/diagnose"] == 1  # read-only diagnosis still runs for real
@@ -109,37 +158,72 @@ def test_dry_run_records_what_it_would_do(objects: Objects, operator: OperatorFa
     assert "NotFound" in missing.stderr  # nothing was created or scaled
 
 
-def test_approval_gate_waits_then_runs(objects: Objects, operator: OperatorFactory,
-                                       service: CountingServer, namespace: str) -> None:
-    objects.create("runbooks", runbook(service.url, [
-        {"name": "verify", "requiresApproval": True,
-         "action": {"type": "httpCheck", "path": "/verify"}}]))
+def test_approval_gate_waits_then_runs(
+    objects: Objects, operator: OperatorFactory, service: CountingServer, namespace: str
+) -> None:
+    objects.create(
+        "runbooks",
+        runbook(
+            service.url,
+            [
+                {
+                    "name": "verify",
+                    "requiresApproval": True,
+                    "action": {"type": "httpCheck", "path": "/verify"},
+                }
+            ],
+        ),
+    )
     with operator():
         objects.create("incidents", incident())
-        eventually(lambda: objects.status("incidents", "inc").get("phase") == "AwaitingApproval",
-                   what="waiting for approval")
+        eventually(
+            lambda: objects.status("incidents", "inc").get("phase") == "AwaitingApproval",
+            what="waiting for approval",
+        )
         row = kubectl("get", "inc", "inc", "-n", namespace, "-o", "wide", "--no-headers").stdout
         assert "AwaitingApproval" in row and "verify" in row
         assert service.hits["/verify"] == 0
-        kubectl("patch", "inc", "inc", "-n", namespace, "--type", "merge", "-p",
-                '{"spec":{"approvals":[{"step":"verify","decision":"Approved","by":"vp"}]}}')
-        eventually(lambda: objects.status("incidents", "inc").get("phase") == "Monitoring",
-                   what="approved step ran")
+        kubectl(
+            "patch",
+            "inc",
+            "inc",
+            "-n",
+            namespace,
+            "--type",
+            "merge",
+            "-p",
+            '{"spec":{"approvals":[{"step":"verify","decision":"Approved","by":"vp"}]}}',
+        )
+        eventually(
+            lambda: objects.status("incidents", "inc").get("phase") == "Monitoring",
+            what="approved step ran",
+        )
     assert service.hits["/verify"] == 1
     assert steps(objects)["verify"]["decidedBy"] == "vp"
 
 
-def test_invalid_runbook_is_marked_and_never_used(objects: Objects, operator: OperatorFactory,
-                                                  service: CountingServer) -> None:
+def test_invalid_runbook_is_marked_and_never_used(
+    objects: Objects, operator: OperatorFactory, service: CountingServer
+) -> None:
     broken = runbook(service.url, [{"name": "flush", "action": {"type": "redisFlushDb"}}])
     objects.create("runbooks", broken)  # no redis target: only the operator can tell
     with operator():
-        status = eventually(lambda: objects.status("runbooks", "rb").get("valid") is False
-                            and objects.status("runbooks", "rb"), what="runbook marked invalid")
+        status = eventually(
+            lambda: (
+                objects.status("runbooks", "rb").get("valid") is False
+                and objects.status("runbooks", "rb")
+            ),
+            what="runbook marked invalid",
+        )
         assert "redisFlushDb needs spec.targets.redis" in status["message"]
         objects.create("incidents", incident(runbook="rb"))
-        inc = eventually(lambda: objects.status("incidents", "inc").get("escalation")
-                         and objects.status("incidents", "inc"), what="escalation")
+        inc = eventually(
+            lambda: (
+                objects.status("incidents", "inc").get("escalation")
+                and objects.status("incidents", "inc")
+            ),
+            what="escalation",
+        )
     ready = next(c for c in inc["conditions"] if c["type"] == "RunbookReady")
     assert ready["reason"] == "RunbookInvalid" and "targets.redis" in ready["message"]
     assert service.hits["/diagnose"] == 0
