@@ -428,18 +428,16 @@ def record_recovery(story: Story, when: dt.datetime) -> None:
     # RTOs are policy durations too, so they follow the time scale like every deadline.
     limit = story.rto_wall_seconds if story.rto_wall_seconds is not None else status.rto_seconds
     if recovered > limit:
+        took = messages.human_duration(recovered)
+        scale = story.policy.time_scale
+        if scale != 1:  # say it in the playbook's time, which the RTO is written in
+            took += f" ({messages.human_duration(recovered * scale)} at time scale {scale:g})"
+        rto = messages.human_duration(status.rto_seconds)
         story.condition(
-            cond.RTO_BREACHED,
-            True,
-            "RecoveredLate",
-            f"Recovered after {messages.human_duration(recovered)}; RTO "
-            f"{messages.human_duration(status.rto_seconds)}",
+            cond.RTO_BREACHED, True, "RecoveredLate", f"Recovered after {took}; RTO {rto}"
         )
         story.log(
-            "RTOBreached",
-            f"Time to recover {messages.human_duration(recovered)} exceeds "
-            f"the runbook RTO {messages.human_duration(status.rto_seconds)}",
-            warning=True,
+            "RTOBreached", f"Time to recover {took} exceeds the runbook RTO {rto}", warning=True
         )
 
 

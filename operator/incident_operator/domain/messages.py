@@ -129,4 +129,6 @@ def iso(moment: dt.datetime | None) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    return format_duration(max(seconds, 0))
+    """Whole seconds from a minute up; humans do not read milliseconds of an outage."""
+    seconds = max(seconds, 0)
+    return format_duration(round(seconds) if seconds >= 60 else round(seconds, 1))
