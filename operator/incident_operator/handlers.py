@@ -9,6 +9,7 @@ import kopf
 
 from . import API_GROUP, API_VERSION, responder, runbooks
 from .context import OperatorContext, Settings
+from .domain.policy import PolicyError
 from .webhook import AlertReceiver
 
 INCIDENTS = (API_GROUP, API_VERSION, "incidents")
@@ -27,7 +28,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     # Policy and namespace are read afresh so a restarted operator picks up a new policy.
-    ctx = OperatorContext.create(Settings.from_env())
+    try:
+        ctx = OperatorContext.create(Settings.from_env())
+    except PolicyError as exc:
+        # A bad policy is a configuration error: stop, do not retry with it every minute.
+        raise kopf.PermanentError(str(exc)) from exc
     memo.ctx = ctx
     if ctx.settings.webhook_port is not None:
         memo.alert_receiver = AlertReceiver(
@@ -61,7 +66,6 @@ async def incident_changed(name: str, namespace: str | None, memo: Any, **_: Any
 )
 async def incident_clock(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     await responder.respond(memo.ctx, namespace or "default", name)
-
 
 
 @kopf.on.create(*RUNBOOKS, id="runbook-created")

@@ -41,7 +41,7 @@ PAYLOAD = {
 def test_firing_alert_becomes_a_valid_incident() -> None:
     first, second = parse(PAYLOAD, "incidents")
     assert first.firing and first.namespace == "demo"
-    assert first.name == "am-dashboardhigherrorrate-3f2a9c1d5e"
+    assert first.name.startswith("am-dashboardhigherrorrate-3f2a9c1d5e-")
     spec = IncidentSpec.model_validate(first.body["spec"])
     assert (spec.service, spec.severity, spec.summary) == ("dashboard", 1, "Error rate above 5%")
     assert spec.source is not None and spec.source.alert_name == "DashboardHighErrorRate"
@@ -66,3 +66,8 @@ def test_missing_fingerprint_is_derived_from_labels() -> None:
 def test_not_a_payload() -> None:
     with pytest.raises(ValidationError):
         parse({"alerts": []}, "n")
+
+
+def test_a_new_firing_episode_opens_a_new_incident() -> None:
+    later = {**PAYLOAD, "alerts": [{**PAYLOAD["alerts"][0], "startsAt": "2026-11-28T09:00:00Z"}]}
+    assert parse(later, "x")[0].name != parse(PAYLOAD, "x")[0].name

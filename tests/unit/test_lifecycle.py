@@ -223,3 +223,18 @@ def test_timeline_is_bounded() -> None:
     assert len(status.timeline) == 100
     assert status.timeline_folded == 30
     assert status.timeline[0].message == "update 30"
+
+
+def test_action_items_added_after_resolution_reach_the_review() -> None:
+    spec = {"severity": 2, "resolution": {"resolvedBy": "a", "rootCause": "x"}}
+    resolved = run(spec, [0])[0].status
+    item = {"description": "Alert on pool saturation", "owner": "dana", "priority": "High"}
+    later = decide(
+        incident({**spec, "actionItems": [item]}, resolved),
+        POLICY,
+        RUNBOOK,
+        T0 + dt.timedelta(hours=1),
+    )
+    assert later.status.review is not None
+    descriptions = [i.description for i in later.status.review.action_items]
+    assert descriptions[-1] == "Alert on pool saturation" and len(descriptions) == 5

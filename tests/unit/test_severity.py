@@ -59,3 +59,12 @@ def test_explicit_severity_beats_impact() -> None:
 def test_runbook_default_applies_only_without_spec_signals() -> None:
     spec = IncidentSpec.model_validate({"service": "dashboard", "summary": "x"})
     assert classify(spec, runbook_severity=2).rule == "runbook.severity"
+
+
+def test_empty_impact_falls_back_to_the_runbook_default() -> None:
+    spec = IncidentSpec(service="dashboard", summary="x", impact=Impact())
+    assert (classify(spec, runbook_severity=2).severity, classify(spec, 2).rule) == (
+        2,
+        "runbook.severity",
+    )
+    assert classify(spec).rule == "impact.none"

@@ -81,16 +81,26 @@ class KubeAdapter:
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
-            self.custom.create_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
-            plural, body,
+            self.custom.create_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            plural,
+            body,
         )
         return result
 
-    async def annotate(self, plural: str, namespace: str, name: str,
-                       annotations: dict[str, str]) -> None:
+    async def annotate(
+        self, plural: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
         await self._call(
-            self.custom.patch_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
-            plural, name, {"metadata": {"annotations": annotations}},
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"annotations": annotations}},
         )
 
     async def replace_status(

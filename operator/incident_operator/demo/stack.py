@@ -40,8 +40,9 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
 class LocalStack:
     """The demo workloads of one namespace, made real on this machine."""
 
-    def __init__(self, kubeconfig: str, namespace: str, kubectl: str = "kubectl",
-                 settle: str = "2s") -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, kubectl: str = "kubectl", settle: str = "2s"
+    ) -> None:
         self.kubeconfig, self.namespace, self.kubectl = kubeconfig, namespace, kubectl
         self.settle = settle
         self.services = parse_env_file((state_root() / "services.env").read_text())
@@ -53,8 +54,13 @@ class LocalStack:
 
     # --- cluster objects ------------------------------------------------------------------
     def kubectl_run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([self.kubectl, "--kubeconfig", self.kubeconfig, *args],
-                              input=stdin, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
@@ -72,9 +78,11 @@ class LocalStack:
             if doc["kind"] == "Secret" and doc["metadata"]["name"] == "dashboard-api-key":
                 doc["stringData"] = {"api-key": self.api_key}
             if doc["kind"] == "Secret" and doc["metadata"]["name"] == "postgres-credentials":
-                doc["stringData"] = {"username": self.services["PGUSER"],
-                                     "password": self.services["PGPASSWORD"],
-                                     "database": self.services["PGDATABASE"]}
+                doc["stringData"] = {
+                    "username": self.services["PGUSER"],
+                    "password": self.services["PGPASSWORD"],
+                    "database": self.services["PGDATABASE"],
+                }
             docs.append(doc)
         return docs
 
@@ -91,11 +99,13 @@ class LocalStack:
         if "prometheus" in targets:
             targets["prometheus"]["url"] = self.prometheus_url
         if "postgres" in targets:
-            targets["postgres"].update(host=self.services["PGHOST"],
-                                       port=int(self.services["PGPORT"]))
+            targets["postgres"].update(
+                host=self.services["PGHOST"], port=int(self.services["PGPORT"])
+            )
         if "redis" in targets:
-            targets["redis"].update(host=self.services["REDIS_HOST"],
-                                    port=int(self.services["REDIS_PORT"]))
+            targets["redis"].update(
+                host=self.services["REDIS_HOST"], port=int(self.services["REDIS_PORT"])
+            )
         for stage in ("diagnosis", "recovery"):
             for step in doc["spec"].get(stage, []):
                 action = step["action"]
@@ -122,20 +132,37 @@ class LocalStack:
         return result
 
     def start(self, timeout: float = 120) -> LocalStack:
-        conninfo = (f"host={self.services['PGHOST']} port={self.services['PGPORT']} "
-                    f"dbname={self.services['PGDATABASE']} user={self.services['PGUSER']} "
-                    f"password={self.services['PGPASSWORD']}")
+        conninfo = (
+            f"host={self.services['PGHOST']} port={self.services['PGPORT']} "
+            f"dbname={self.services['PGDATABASE']} user={self.services['PGUSER']} "
+            f"password={self.services['PGPASSWORD']}"
+        )
         init_inventory(conninfo)
         self.apply(self.workloads())
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         self.bridge = subprocess.Popen(
-            [sys.executable, "-m", "incident_operator.demo.dataplane",
-             "--kubeconfig", self.kubeconfig, "--namespace", self.namespace,
-             "--state-dir", str(self.state_dir),
-             "--dashboard-port", str(self.dashboard_port),
-             "--prometheus-port", str(self.prometheus_port), "--scrape-interval", "1s"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "incident_operator.demo.dataplane",
+                "--kubeconfig",
+                self.kubeconfig,
+                "--namespace",
+                self.namespace,
+                "--state-dir",
+                str(self.state_dir),
+                "--dashboard-port",
+                str(self.dashboard_port),
+                "--prometheus-port",
+                str(self.prometheus_port),
+                "--scrape-interval",
+                "1s",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.wait_healthy(timeout)
         _proc.wait_http(f"{self.prometheus_url}/-/ready", timeout=timeout)
         return self
@@ -157,8 +184,12 @@ class LocalStack:
 
     def inject(self, mode: str, **params: Any) -> None:
         """Provoke a failure: errors, latency or crash (see the dashboard's /admin/fault)."""
-        httpx.post(f"{self.dashboard_url}/admin/fault", json={"mode": mode, **params},
-                   headers={"X-API-Key": self.api_key}, timeout=5).raise_for_status()
+        httpx.post(
+            f"{self.dashboard_url}/admin/fault",
+            json={"mode": mode, **params},
+            headers={"X-API-Key": self.api_key},
+            timeout=5,
+        ).raise_for_status()
 
     def stop(self) -> None:
         if self.bridge is not None and self.bridge.poll() is None:
@@ -172,6 +203,7 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -73,6 +73,13 @@ def fingerprint(alert: Alert) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def incident_name(alertname: str, print_: str, starts_at: str | None) -> str:
+    """One Incident per firing episode: Alertmanager repeats an alert with the same fingerprint
+    and startsAt until it resolves; a later firing starts at another time, a new Incident."""
+    episode = hashlib.sha256((starts_at or "").encode()).hexdigest()[:6]
+    return f"am-{_label(alertname)}-{print_[:10]}-{episode}"
+
+
 def to_incident(alert: Alert, default_namespace: str) -> AlertIncident:
     """One Incident per alert fingerprint, so repeated notifications never duplicate it."""
     labels = alert.labels
@@ -86,7 +93,7 @@ def to_incident(alert: Alert, default_namespace: str) -> AlertIncident:
         "apiVersion": "incidents.dev/v1alpha1",
         "kind": "Incident",
         "metadata": {
-            "name": f"am-{_label(name_label)}-{print_[:10]}",  # same alert, same Incident
+            "name": incident_name(name_label, print_, alert.startsAt),
             "labels": {
                 "incidents.dev/source": "alertmanager",
                 "incidents.dev/alertname": _label(name_label, 63),
@@ -107,7 +114,7 @@ def to_incident(alert: Alert, default_namespace: str) -> AlertIncident:
         },
     }
     namespace = labels.get("incident_namespace") or labels.get("namespace") or default_namespace
-    name = f"am-{_label(name_label)}-{print_[:10]}"
+    name = incident_name(name_label, print_, alert.startsAt)
     return AlertIncident(name, namespace, alert.status == "firing", body)
 
 

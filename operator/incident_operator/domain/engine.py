@@ -288,7 +288,7 @@ def mark_running(story: Story, plan: StepToRun, dry_run: bool) -> None:
     record.phase, record.started_at = StepPhase.RUNNING, story.now
     record.attempts += 1
     record.finished_at = record.duration_seconds = None
-    record.dry_run = dry_run or None
+    record.dry_run = (dry_run and plan.destructive) or None  # read-only steps run for real
     record.message = "Running"
     _upsert(story, record)
     story.log(

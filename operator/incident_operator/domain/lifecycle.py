@@ -121,7 +121,10 @@ def _fields(
             "technical lead, DBA, DevOps, communications."
         )
     else:
-        action_required = f"{level.action}. Ticket logged and assigned to the on-call engineer."
+        action_required = (
+            f"{level.action}: create a ticket, assign it to the on-call engineer, "
+            f"update within {level.update_cadence}."
+        )
     steps_done = [
         f"{s.name}: {s.phase.value}{' - ' + s.message if s.message else ''}"
         for s in status.steps
@@ -204,8 +207,9 @@ def _initial_notification(story: Story, policy: Policy, level: LevelPolicy) -> N
     if level.war_room:
         story.log(
             "WarRoomActivated",
-            f"War room in {policy.incident_channel}; cadence initial "
-            "every 5 minutes, then every 15 minutes",
+            f"War room in {policy.incident_channel} for the incident commander, technical "
+            f"lead, DBA, DevOps and communications; stakeholder updates every "
+            f"{level.update_cadence}",
         )
 
 
@@ -361,6 +365,8 @@ def _updates(story: Story, policy: Policy, level: LevelPolicy) -> None:
 def _resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
     spec, status, now = story.incident.spec, story.status, story.now
     resolution = spec.resolution
+    if status.review is not None:
+        _sync_action_items(status, spec.action_items)
     if resolution is None or status.resolved_at is not None:
         return
     assert status.detected_at is not None
@@ -416,6 +422,15 @@ def _resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
     )
     if status.review.required:
         story.log("ReviewScheduled", f"Post-incident review due by {fields.review}")
+
+
+def _sync_action_items(status: IncidentStatus, added: list[ActionItem]) -> None:
+    """Items added to spec after resolution still reach the review (defaults come first)."""
+    assert status.review is not None
+    defaults = len(REVIEW_ACTION_ITEMS) if status.review.required else 0
+    items = status.review.action_items[:defaults] + list(added)
+    if items != status.review.action_items:
+        status.review.action_items = items
 
 
 def record_recovery(story: Story, when: dt.datetime) -> None:

@@ -43,11 +43,16 @@ def classify_impact(impact: Impact) -> Classification:
 
 
 def classify(spec: IncidentSpec, runbook_severity: int | None = None) -> Classification:
-    """``spec.severity`` wins; else the impact rules; else the runbook's default severity."""
+    """``spec.severity`` wins; else a set impact signal; else the runbook's default severity.
+
+    An impact block with no signal set says nothing, so the runbook's default beats it.
+    """
     if spec.severity is not None:
         return Classification(spec.severity, "spec.severity", "Severity given by the reporter")
-    if spec.impact is not None:
+    if spec.impact is not None and any(spec.impact.model_dump().values()):
         return classify_impact(spec.impact)
     if runbook_severity is not None:
         return Classification(runbook_severity, "runbook.severity", "Runbook default severity")
+    if spec.impact is not None:
+        return classify_impact(spec.impact)
     return Classification(4, "default", "Nothing to classify from: treated as LOW")
