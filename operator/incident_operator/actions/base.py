@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..domain.results import MAX_OUTPUT, Finding, StepResult
+from ..durations import parse_duration
 from ..models.actions import Action
 from ..models.base import SecretKeyRef
 from ..models.runbook import Targets
@@ -25,6 +26,7 @@ __all__ = [
     "Finding",
     "SecretReader",
     "StepResult",
+    "duration_param",
     "executor",
     "read_secret",
     "run_action",
@@ -100,6 +102,14 @@ async def read_secret(ctx: ActionContext, ref: SecretKeyRef) -> str:
         raise ActionError(
             f"cannot read key {ref.key} of secret {ctx.namespace}/{ref.name} ({type(exc).__name__})"
         ) from None
+
+
+def duration_param(text: str) -> float:
+    """A duration parameter in seconds; a malformed one is the runbook's error, not ours."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ActionError(str(exc)) from None
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

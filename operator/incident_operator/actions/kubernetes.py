@@ -31,7 +31,7 @@ from ..adapters.workloads import (
     Workloads,
     WorkloadSummary,
 )
-from ..durations import format_duration, parse_duration
+from ..durations import format_duration
 from ..models.actions import (
     ExecInPod,
     PodLogs,
@@ -46,7 +46,16 @@ from ..models.actions import (
     WorkloadRef,
     WorkloadStatus,
 )
-from .base import MAX_OUTPUT, ActionContext, ActionError, ActionNotReady, Finding, StepResult
+from .base import (
+    MAX_OUTPUT,
+    ActionContext,
+    ActionError,
+    ActionNotReady,
+    Finding,
+    StepResult,
+    duration_param,
+    table,
+)
 from .base import executor as register
 
 ALLOWLIST_ENV = "INCIDENT_OPERATOR_EXEC_ALLOWLIST"
@@ -170,24 +179,8 @@ def _regex(pattern: str) -> re.Pattern[str]:
         raise ActionError(f"invalid pattern {pattern!r}: {exc}") from None
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
-
-
 def _when(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _window(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ActionError(str(exc)) from None
 
 
 # --- changes ----------------------------------------------------------------------------------
@@ -310,7 +303,7 @@ async def workload_status(action: WorkloadStatus, ctx: ActionContext) -> StepRes
     if problems:
         message += "; " + "; ".join(problems)
     output = (
-        _table(
+        table(
             ["CONDITION", "STATUS", "REASON", "MESSAGE"],
             [[c.type, c.status, c.reason, c.message[:80]] for c in summary.conditions],
         )
@@ -325,7 +318,7 @@ async def recent_rollouts(action: RecentRollouts, ctx: ActionContext) -> StepRes
     """Revisions created within the window (informational: the step does not fail)."""
     ws = _workloads(ctx)
     kind, name = _ref(action.workload)
-    window = _window(action.window)
+    window = duration_param(action.window)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window)
     with _api_errors():
         history = await ws.rollouts(ctx.namespace, kind, name)
@@ -351,7 +344,7 @@ async def recent_rollouts(action: RecentRollouts, ctx: ActionContext) -> StepRes
         if "previousImage" in findings:
             message += f" (before: {findings['previousImage']})"
     output = (
-        _table(
+        table(
             ["REVISION", "NAME", "CREATED", "REPLICAS", "IMAGES"],
             [
                 [r.revision, r.name, _when(r.created), r.replicas, ",".join(r.images)]
@@ -370,7 +363,7 @@ async def warning_events(action: WarningEvents, ctx: ActionContext) -> StepResul
     (informational: a step condition on the ``warnings`` finding decides what follows)."""
     ws = _workloads(ctx)
     kind, name = _ref(action.workload)
-    window = _window(action.window)
+    window = duration_param(action.window)
     with _api_errors():
         events = await ws.warning_events(ctx.namespace, kind, name, window)
     findings: Findings = {"warnings": len(events), "occurrences": sum(e.count for e in events)}
@@ -388,7 +381,7 @@ async def warning_events(action: WarningEvents, ctx: ActionContext) -> StepResul
         f"last {action.window} ({', '.join(reasons)}); latest: {latest.reason} on "
         f"{latest.kind} {latest.name}: {latest.message[:200]}"
     )
-    output = _table(
+    output = table(
         ["LAST SEEN", "OBJECT", "REASON", "COUNT", "MESSAGE"],
         [[_when(e.time), f"{e.kind}/{e.name}", e.reason, e.count, e.message[:100]] for e in events],
     )

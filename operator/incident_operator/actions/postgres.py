@@ -18,7 +18,7 @@ from ..adapters.postgres import (
     PostgresError,
     StatementStatsUnavailable,
 )
-from ..durations import format_duration, inner_timeout, parse_duration
+from ..durations import format_duration, inner_timeout
 from ..models.actions import (
     MaintenanceOperation,
     PostgresBlockedLocks,
@@ -30,7 +30,15 @@ from ..models.actions import (
     PostgresTerminateBackends,
     PostgresTopStatements,
 )
-from .base import ActionContext, ActionError, StepResult, executor, read_secret, table
+from .base import (
+    ActionContext,
+    ActionError,
+    StepResult,
+    duration_param,
+    executor,
+    read_secret,
+    table,
+)
 
 QUERY_WIDTH = 60
 HIDDEN_QUERY = "<insufficient privilege>"
@@ -81,13 +89,6 @@ def _exceeds(count: float, threshold: float | None) -> bool:
     return threshold is not None and count > threshold
 
 
-def _older_than(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ActionError(str(exc)) from None
-
-
 @executor("postgresPing")
 async def postgres_ping(action: PostgresPing, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
@@ -101,7 +102,7 @@ async def postgres_ping(action: PostgresPing, ctx: ActionContext) -> StepResult:
 
 @executor("postgresLongQueries")
 async def postgres_long_queries(action: PostgresLongQueries, ctx: ActionContext) -> StepResult:
-    older_than = _older_than(action.older_than)
+    older_than = duration_param(action.older_than)
     async with _session(ctx) as pg:
         report = await pg.long_queries(older_than)
     sessions = report.sessions
@@ -259,7 +260,7 @@ async def postgres_terminate_backends(
     Never the operator's own backend, never background workers or idle sessions, never
     sessions of another database. Running it again finds nothing left to terminate.
     """
-    older_than = _older_than(action.older_than)
+    older_than = duration_param(action.older_than)
     wait = min(5.0, ctx.timeout / 4)
     terminated: list[int] = []
     pending: list[int] = []
