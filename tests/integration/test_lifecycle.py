@@ -6,6 +6,7 @@ level-2 response window of 5 minutes lasts one second here.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kubernetes
@@ -186,3 +187,47 @@ def test_failing_receiver_is_retried_and_response_goes_on(
             what="escalation despite failing receiver",
         )
     assert receiver.attempts >= 2
+
+
+# (severity, time scale): each scale makes the level's response window about one second.
+LEVELS = [(1, 120), (2, 300), (3, 900), (4, 7200)]
+
+
+@pytest.mark.parametrize(("severity", "scale"), LEVELS, ids=[f"level{s}" for s, _ in LEVELS])
+def test_each_level_escalates_and_updates_on_its_own_clock(
+    objects: Objects,
+    operator: OperatorFactory,
+    hooks_secret: str,
+    receiver: Receiver,
+    severity: int,
+    scale: int,
+) -> None:
+    from incident_operator.domain.policy import load_policy
+
+    level = load_policy().level(severity)
+    with operator(policy(timeScale=scale)):
+        objects.create("incidents", incident(severity=severity))
+        eventually(
+            lambda: len(receiver.of_kind("Escalation")) >= 2,
+            timeout=30,
+            what=f"level {severity} escalations",
+        )
+        eventually(lambda: receiver.of_kind("Update"), timeout=30, what="first update")
+    status = objects.status("incidents", "dash")
+    assert status["severityName"] == level.name
+    assert status["escalation"]["contacts"][:2] == ["On-Call Engineer", "Engineering Lead"]
+    detected = dt.datetime.fromisoformat(status["detectedAt"].replace("Z", "+00:00"))
+    deadline = dt.datetime.fromisoformat(status["responseDeadline"].replace("Z", "+00:00"))
+    assert (deadline - detected).total_seconds() == pytest.approx(
+        level.response_seconds / scale, abs=0.01
+    )
+    sent = dt.datetime.fromisoformat(status["notifications"]["lastUpdateAt"].replace("Z", "+00:00"))
+    initial = dt.datetime.fromisoformat(
+        status["notifications"]["initialSentAt"].replace("Z", "+00:00")
+    )
+    # The first update comes one cadence after the initial notification (plus one tick at most).
+    cadence = level.cadence_seconds / scale
+    assert cadence <= (sent - initial).total_seconds() <= cadence + 1.5
+    text = receiver.of_kind("Initial")[0]["text"]
+    assert f"Severity: Level {severity} ({level.name})" in text
+    assert f"Updates: Every {level.update_cadence}" in text
