@@ -238,3 +238,29 @@ def test_action_items_added_after_resolution_reach_the_review() -> None:
     assert later.status.review is not None
     descriptions = [i.description for i in later.status.review.action_items]
     assert descriptions[-1] == "Alert on pool saturation" and len(descriptions) == 5
+
+
+def test_admins_can_replace_the_message_templates() -> None:
+    custom = load_policy(
+        overrides={
+            "templates": {
+                "initial": "[{severity_name}] {service}: {summary} -- IC {commander}",
+                "update": "#{number} {service} {status} {unknown_field}",
+            }
+        }
+    )
+    first = decide(
+        incident({"severity": 2, "acknowledgedBy": "a", "roles": {"incidentCommander": "dana"}}),
+        custom,
+        RUNBOOK,
+        T0,
+    )
+    assert first.notifications[0].text == "[HIGH] dashboard: Dashboard down -- IC dana"
+    later = decide(
+        incident({"severity": 2, "acknowledgedBy": "a"}, first.status),
+        custom,
+        RUNBOOK,
+        T0 + dt.timedelta(minutes=16),
+    )
+    update = next(n for n in later.notifications if n.kind == "Update")
+    assert update.text == "#1 dashboard INVESTIGATING {unknown_field}"
