@@ -92,6 +92,16 @@ class Run:
         return {s.name: s.phase for s in self.status.steps}
 
 
+def failed_verification() -> Run:
+    """Diagnosis, restart and settle done; the verification after the restart failed."""
+    run = Run()
+    for _ in range(3):
+        plan = run.next()
+        assert plan is not None
+        run.result(plan, plan.step.name != "verify")
+    return run
+
+
 def test_happy_path_skips_rollback_and_mitigates() -> None:
     run = Run()
     for name, ok in (("health", False), ("restart", True), ("verify", True)):
@@ -115,11 +125,7 @@ def test_happy_path_skips_rollback_and_mitigates() -> None:
 
 
 def test_rollback_waits_for_approval_then_runs() -> None:
-    run = Run()
-    for _ in range(3):
-        plan = run.next()
-        assert plan is not None
-        run.result(plan, plan.step.name != "verify")
+    run = failed_verification()
     assert run.next() is None
     assert run.phases()["rollback"] == StepPhase.AWAITING_APPROVAL
     assert run.status.phase == Phase.AWAITING_APPROVAL
@@ -137,11 +143,7 @@ def test_rollback_waits_for_approval_then_runs() -> None:
 
 
 def test_rejection_stops_the_runbook() -> None:
-    run = Run()
-    for _ in range(3):
-        plan = run.next()
-        assert plan is not None
-        run.result(plan, plan.step.name != "verify")
+    run = failed_verification()
     run.next()
     assert run.next({"rollback": Approval(step="rollback", decision="Rejected", by="ic")}) is None
     assert run.phases()["rollback"] == StepPhase.REJECTED
@@ -149,11 +151,7 @@ def test_rejection_stops_the_runbook() -> None:
 
 
 def test_unanswered_approval_escalates_once_after_timeout() -> None:
-    run = Run()
-    for _ in range(3):
-        plan = run.next()
-        assert plan is not None
-        run.result(plan, plan.step.name != "verify")
+    run = failed_verification()
     run.next()
     level_before = run.status.escalation.level if run.status.escalation else 0
     run.now += dt.timedelta(minutes=16)
