@@ -165,6 +165,8 @@ async def _guard(
         return plan
     verdict = await ctx.gate.acquire(incident, runbook, plan, story.now)
     if verdict.granted:
+        if story.status.message and story.status.message.startswith(f"{plan.step.name} waits"):
+            story.status.message = None  # the target is free now
         return plan
     if verdict.reason in (TARGET_BUSY, GUARD_UNAVAILABLE):
         waiting = f"{plan.step.name} waits: {verdict.message}"
