@@ -71,7 +71,8 @@ class Story:
         deadline, seen = time.monotonic() + timeout, ""
         while time.monotonic() < deadline:
             status = self.status()
-            row = f"{status.get('phase')} {status.get('currentStep') or ''}".strip()
+            phase = status.get("phase") or "(not triaged yet)"
+            row = f"{phase} {status.get('currentStep') or ''}".strip()
             if row != seen:
                 print(f"    phase: {row}", flush=True)
                 seen = row
