@@ -88,6 +88,19 @@ write_kubeconfig() {
   kwokctl get kubeconfig --name "$CLUSTER_NAME" >"$tmp" 2>/dev/null || { rm -f "$tmp"; return 1; }
   mv -f "$tmp" "$kubeconfig"
 }
+# kwokctl skips a component whose pid file names a live process. After a kill the pid may be
+# a zombie nobody has reaped yet, or already belong to another program: forget those files.
+forget_dead_pids() {
+  local file pid
+  for file in "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pids/"*.pid; do
+    [[ -f "$file" ]] || continue
+    pid="$(tr -dc 0-9 <"$file")"
+    if [[ -z "$pid" || ! -d "/proc/$pid" ]] || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null \
+       || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "/clusters/$CLUSTER_NAME/"; then
+      rm -f "$file"
+    fi
+  done
+}
 mode=warm
 if ! cluster_known; then
   mode=cold
@@ -96,10 +109,13 @@ if ! cluster_known; then
 else
   [[ -s "$kubeconfig" ]] || write_kubeconfig || true
   if ! api_ready; then
-    # Created earlier but stopped (e.g. killed, machine restarted): start it again, keeping its
-    # etcd data; if that fails, start over.
-    mode=restart
-    quietly kwokctl start cluster --name "$CLUSTER_NAME" --timeout "${ready_timeout}s" || recreate
+    # Created earlier but stopped (killed, e.g. between a session and CI, or a reboot). A
+    # restarted kwok controller leaves pods Pending for minutes until the node leases of its
+    # killed predecessor expire, so start afresh: this cluster only ever holds test and demo
+    # objects. Pid files of dead processes go first, so deleting kills nothing by mistake.
+    mode=recreated
+    forget_dead_pids
+    recreate
     write_kubeconfig || die "kwokctl get kubeconfig failed"
   fi
 fi
@@ -208,6 +224,28 @@ nodes_ready() {
 wait_for "$node_count kwok nodes to be Ready" nodes_ready
 # Pods are only admitted once the namespace's default ServiceAccount exists.
 wait_for "the default ServiceAccount (kube-controller-manager)" kc get serviceaccount default -n default
+
+# End to end: a Deployment's new pod is created, scheduled and Ready, so a test's first
+# Deployment never finds a component still settling.
+canary_yaml="apiVersion: v1
+kind: Namespace
+metadata: {name: incident-operator-canary}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: canary, namespace: incident-operator-canary}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: canary}}
+  template:
+    metadata: {labels: {app: canary}}
+    spec:
+      containers: [{name: canary, image: canary:1}]
+"
+canary_applied() { printf '%s' "$canary_yaml" | kc apply -f - && kc -n incident-operator-canary rollout restart deployment/canary; }
+wait_for "the canary Deployment to apply" canary_applied
+canary_ready() { kc -n incident-operator-canary rollout status deployment/canary --timeout=5s; }
+wait_for "a new pod of the canary Deployment to be Ready (scheduler, controller-manager, kwok)" canary_ready
 
 elapsed="$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
 note "cluster $CLUSTER_NAME ready in ${elapsed}s ($mode start)"
