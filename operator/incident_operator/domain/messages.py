@@ -73,12 +73,6 @@ Step "{step}" ({action}) waits for approval.
 Approve:  kubectl -n {namespace} patch inc {incident} --type merge \
 -p '{{"spec":{{"approvals":[{{"step":"{step}","decision":"Approved","by":"<you>"}}]}}}}'"""
 
-TEMPLATE_FIELDS = {
-    "initial": INITIAL,
-    "update": UPDATE,
-    "resolved": RESOLVED,
-}
-
 
 @dataclasses.dataclass
 class MessageFields:
