@@ -3,6 +3,12 @@
 Every command of the playbook's runbooks and recovery procedures has an equivalent here.
 Parameter names are shared across actions where they mean the same thing (``workload``,
 ``olderThan``, ``threshold``), because the CRD merges all of them into one structural schema.
+
+Every model, field and enum value is described here: the descriptions are what
+``kubectl explain runbook.spec.recovery.action`` prints. A parameter shared by several actions
+either has one description that holds for all of them, or the CRD generator joins each
+action's own description (see ``crdgen``). An action's docstring becomes its entry in the
+description of ``type``.
 """
 
 from __future__ import annotations
@@ -18,25 +24,48 @@ Quantity = Annotated[
     str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$", max_length=32)
 ]
 Command = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=1024)]],
+    list[
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=1024),
+            Field(description="One argument, passed as is (no shell, no quoting)."),
+        ]
+    ],
     Field(min_length=1, max_length=64),
 ]
 SqlIdentifier = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$", max_length=63)
 ]
 
+WAIT = (
+    "Wait for the rollout to complete (every replica updated, ready and available) before the "
+    "step succeeds; a rollout that does not complete within the step's timeout fails the "
+    "step. Waiting raises the step's default timeout from 1m to 5m. Default: true."
+)
+
 
 class WorkloadKind(StrEnum):
+    """Kind of the workload, in the Incident's namespace. Deployment (the default): a
+    Deployment of the apps/v1 API. StatefulSet: a StatefulSet of the apps/v1 API."""
+
     DEPLOYMENT = "Deployment"
     STATEFULSET = "StatefulSet"
 
 
 class WorkloadRef(Model):
+    """The workload the action reads or changes: a Deployment or StatefulSet in the
+    Incident's namespace. Pods are found through the workload's selector; logs and exec use
+    its newest Ready pod."""
+
     kind: WorkloadKind = WorkloadKind.DEPLOYMENT
-    name: ResourceName
+    name: ResourceName = Field(description="Name of the workload, e.g. dashboard.")
 
 
 class Comparison(StrEnum):
+    """How a value is compared with the threshold (value on the left): ">" greater than,
+    ">=" greater than or equal, "<" less than, "<=" less than or equal, "==" equal,
+    "!=" not equal. Default: ">"."""
+
     GT = ">"
     GE = ">="
     LT = "<"
@@ -46,204 +75,338 @@ class Comparison(StrEnum):
 
 
 class ResourceList(Model):
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    """Compute resources in Kubernetes quantity notation. An omitted resource is left as it
+    is."""
+
+    cpu: Quantity | None = Field(
+        default=None, description="CPU in cores or millicores, e.g. 500m, 2."
+    )
+    memory: Quantity | None = Field(
+        default=None, description="Memory in bytes with an optional suffix, e.g. 512Mi, 4Gi."
+    )
 
 
 # --- Kubernetes -------------------------------------------------------------------------------
 
 
 class RestartWorkload(Model):
-    """``kubectl rollout restart`` and wait for the rollout (playbook: restart service)."""
+    """``kubectl rollout restart`` of the workload, then wait for the rollout (playbook:
+    restart service)."""
 
     type: Literal["restartWorkload"]
     workload: WorkloadRef
-    wait: bool = True
+    wait: bool = Field(default=True, description=WAIT)
 
 
 class ScaleWorkload(Model):
-    """``kubectl scale`` (playbook: --scale dashboard=2)."""
+    """``kubectl scale`` of the workload to a number of replicas (playbook: --scale
+    dashboard=2)."""
 
     type: Literal["scaleWorkload"]
     workload: WorkloadRef
-    replicas: int = Field(ge=0, le=1000)
-    wait: bool = True
+    replicas: int = Field(
+        ge=0, le=1000, description="The number of replicas to run (0-1000). Required."
+    )
+    wait: bool = Field(default=True, description=WAIT)
 
 
 class RollbackDeployment(Model):
-    """``kubectl rollout undo``: back to the previous (or a given) ReplicaSet revision."""
+    """``kubectl rollout undo`` of a Deployment: back to the previous (or a given) ReplicaSet
+    revision. Deployments only."""
 
     type: Literal["rollbackDeployment"]
     workload: WorkloadRef
-    to_revision: int | None = Field(default=None, ge=1)
-    wait: bool = True
+    to_revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The revision to roll back to (the ReplicaSet's deployment.kubernetes.io/"
+        "revision). Default: the newest older revision that runs other images than the "
+        "current one, else the previous revision.",
+    )
+    wait: bool = Field(default=True, description=WAIT)
 
 
 class SetResources(Model):
-    """Change requests and limits of one container (playbook: docker update --memory 4g)."""
+    """Change the resource requests and limits of one container of the workload's pod
+    template, which rolls the workload out (playbook: docker update --memory 4g). Set
+    requests, limits or both."""
 
     type: Literal["setResources"]
     workload: WorkloadRef
-    container: LabelName | None = None
-    requests: ResourceList | None = None
-    limits: ResourceList | None = None
-    wait: bool = True
+    container: LabelName | None = Field(
+        default=None,
+        description="Container to change. Default: the first container of the pod template.",
+    )
+    requests: ResourceList | None = Field(
+        default=None, description="Requests to set; other requests are kept."
+    )
+    limits: ResourceList | None = Field(
+        default=None, description="Limits to set; other limits are kept."
+    )
+    wait: bool = Field(default=True, description=WAIT)
 
 
 class PodLogs(Model):
-    """Tail pod logs and count lines matching a pattern (playbook: logs | grep ERROR)."""
+    """Read the last log lines of the workload's newest Ready pod and count the lines that
+    match a pattern (playbook: logs | grep ERROR). Findings: pod, lines, matches."""
 
     type: Literal["podLogs"]
     workload: WorkloadRef
-    container: LabelName | None = None
-    tail_lines: int = Field(default=100, ge=1, le=5000)
-    pattern: Regex | None = None
+    container: LabelName | None = Field(
+        default=None,
+        description="Container to read. Default: the pod's default container.",
+    )
+    tail_lines: int = Field(
+        default=100, ge=1, le=5000, description="How many lines to read from the end. Default: 100."
+    )
+    pattern: Regex | None = Field(
+        default=None,
+        description="Python regular expression searched in each line, e.g. ERROR|FATAL. "
+        "Omit to only show the lines.",
+    )
     threshold: float | None = Field(
-        default=None, description="Fail when more lines than this match."
+        default=None,
+        description="Fail when more lines than this match the pattern. Omit to never fail.",
     )
 
 
 class WorkloadStatus(Model):
-    """Replicas, readiness and conditions (playbook: docker-compose ps)."""
+    """Replicas, readiness, revision, image and conditions of the workload (playbook:
+    docker-compose ps). Fails when it is not fully ready and available or a condition reports
+    a failure."""
 
     type: Literal["workloadStatus"]
     workload: WorkloadRef
 
 
 class RecentRollouts(Model):
-    """Rollouts within a window (playbook: recent deployments, last 24h)."""
+    """Rollouts (revisions) of the workload created within a window, with their images
+    (playbook: recent deployments, last 24h). Informational: never fails. Findings: rollouts,
+    revisions, latestRevision, image, previousImage, latestAgeSeconds."""
 
     type: Literal["recentRollouts"]
     workload: WorkloadRef
-    window: Duration = "24h"
+    window: Duration = Field(
+        default="24h", description="How far back to look, e.g. 30m, 24h. Default: 24h."
+    )
 
 
 class WarningEvents(Model):
-    """Warning events of the workload and its pods."""
+    """Warning events of the workload, its ReplicaSets and its pods within a window.
+    Informational: never fails; test the ``warnings`` finding in a later step's ``when``.
+    Findings: warnings, occurrences, latestReason."""
 
     type: Literal["warningEvents"]
     workload: WorkloadRef
-    window: Duration = "1h"
+    window: Duration = Field(
+        default="1h", description="How far back to look, e.g. 30m, 24h. Default: 1h."
+    )
 
 
 class ExecInPod(Model):
-    """Run an allowlisted command in one pod of the workload (playbook: docker exec ...)."""
+    """Run an allowlisted command in the workload's newest Ready pod (playbook: docker exec
+    ...). Fails on a non-zero exit code. Only commands starting with an allowed argv prefix
+    run (default: redis-cli, psql, pg_isready, df -h, du -sh, cat, free -m, uptime, ps aux;
+    the operator's INCIDENT_OPERATOR_EXEC_ALLOWLIST replaces it). Findings: pod, exitCode,
+    matched."""
 
     type: Literal["execInPod"]
     workload: WorkloadRef
-    container: LabelName | None = None
-    command: Command
+    container: LabelName | None = Field(
+        default=None,
+        description="Container to run in. Default: the pod's default container.",
+    )
+    command: Command = Field(
+        description='The command as an argv list, e.g. ["redis-cli", "ping"]. Required.'
+    )
     pattern: Regex | None = Field(
-        default=None, description="Fail unless the output matches this pattern."
+        default=None,
+        description="Python regular expression; the step fails unless stdout or stderr "
+        "matches it, e.g. PONG.",
     )
 
 
 class EnvVar(Model):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
-    value: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    secret_ref: SecretKeyRef | None = None
+    """An environment variable of the Job's container: a literal value or a Secret key,
+    not both."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)] = (
+        Field(description="Variable name, e.g. PGHOST.")
+    )
+    value: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="Literal value. Never put a secret here: use secretRef."
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Take the value from a key of a Secret in the Incident's namespace; the "
+        "kubelet injects it, the operator never reads it.",
+    )
 
 
 class RunJob(Model):
-    """Run a Job and wait for it (playbook: restore from backup, integrity check)."""
+    """Run a one-off Job in the Incident's namespace, wait for it within the step's timeout,
+    report its log tail and delete it (playbook: restore from backup, integrity check).
+    Fails when the Job fails or does not finish in time. Findings: job, succeeded, timedOut,
+    durationSeconds, exitCode."""
 
     type: Literal["runJob"]
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
-    command: Command
-    env: list[EnvVar] = Field(default_factory=list, max_length=32)
-    backoff_limit: int = Field(default=0, ge=0, le=6)
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
+        description="Container image of the Job, e.g. postgres:15. Required."
+    )
+    command: Command = Field(
+        description='The container\'s command as an argv list, e.g. ["pg_restore", "-d", '
+        '"app", "/backup/latest.dump"]. Required.'
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=32, description="Environment of the container (max 32)."
+    )
+    backoff_limit: int = Field(
+        default=0,
+        ge=0,
+        le=6,
+        description="Retries of a failed pod by the Job controller (0-6). Default: 0.",
+    )
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
 class PostgresPing(Model):
-    """``SELECT 1`` (playbook: psql -c "SELECT 1")."""
+    """``SELECT 1`` against spec.targets.postgres (playbook: psql -c "SELECT 1"). Fails
+    when the database cannot be reached. Findings: latencyMs, serverVersion."""
 
     type: Literal["postgresPing"]
 
 
 class PostgresLongQueries(Model):
-    """Queries running longer than a threshold, from pg_stat_activity."""
+    """Queries running longer than ``olderThan``, from pg_stat_activity of
+    spec.targets.postgres. Findings: longQueries, longestSeconds, hiddenSessions."""
 
     type: Literal["postgresLongQueries"]
-    older_than: Duration = "10m"
-    threshold: float | None = Field(default=None, description="Fail above this count.")
+    older_than: Duration = Field(
+        default="10m",
+        description="Queries running longer than this count as long, e.g. 5m. Default: 10m.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        description="Fail when more than this many queries run long. Omit to never fail.",
+    )
 
 
 class PostgresBlockedLocks(Model):
-    """Ungranted locks, from pg_locks (playbook: SELECT * FROM pg_locks WHERE NOT granted)."""
+    """Ungranted locks and who blocks them, from pg_locks of spec.targets.postgres
+    (playbook: SELECT * FROM pg_locks WHERE NOT granted). Findings: blockedLocks,
+    longestWaitSeconds."""
 
     type: Literal["postgresBlockedLocks"]
-    threshold: float | None = Field(default=None, description="Fail above this count.")
+    threshold: float | None = Field(
+        default=None,
+        description="Fail when more than this many lock requests wait. Omit to never fail.",
+    )
 
 
 class PostgresTopStatements(Model):
-    """Top statements by total time, from pg_stat_statements."""
+    """Top statements by total execution time, from pg_stat_statements of
+    spec.targets.postgres (the extension must be installed). Informational: never fails.
+    Findings: statements, topTotalMs, topMeanMs."""
 
     type: Literal["postgresTopStatements"]
-    limit: int = Field(default=10, ge=1, le=100)
+    limit: int = Field(
+        default=10, ge=1, le=100, description="How many entries to show (1-100). Default: 10."
+    )
 
 
 class PostgresDatabaseSize(Model):
-    """Database size (playbook: df -h /var/lib/postgresql/data)."""
+    """Size of the database of spec.targets.postgres (playbook: df -h
+    /var/lib/postgresql/data). Findings: sizeMiB."""
 
     type: Literal["postgresDatabaseSize"]
-    threshold: float | None = Field(default=None, description="Fail above this many MiB.")
+    threshold: float | None = Field(
+        default=None, description="Fail when the database is larger than this many MiB."
+    )
 
 
 class PostgresTerminateBackends(Model):
-    """``pg_terminate_backend`` for queries older than a threshold."""
+    """``pg_terminate_backend`` of the client sessions of spec.targets.postgres whose query
+    runs longer than ``olderThan``; never idle sessions, background workers or the operator's
+    own. Findings: terminated, candidates, failed."""
 
     type: Literal["postgresTerminateBackends"]
-    older_than: Duration = "10m"
+    older_than: Duration = Field(
+        default="10m",
+        description="Terminate sessions whose query runs longer than this, e.g. 5m. Default: 10m.",
+    )
 
 
 class MaintenanceOperation(StrEnum):
+    """The maintenance statement to run. Reindex: REINDEX (rebuild indexes). Analyze: ANALYZE
+    (refresh the planner's statistics)."""
+
     REINDEX = "Reindex"
     ANALYZE = "Analyze"
 
 
 class PostgresMaintenance(Model):
-    """``REINDEX`` or ``ANALYZE`` of the database or one table."""
+    """``REINDEX`` or ``ANALYZE`` of the database of spec.targets.postgres or of one table.
+    Findings: durationMs."""
 
     type: Literal["postgresMaintenance"]
     operation: MaintenanceOperation
-    table: SqlIdentifier | None = None
+    table: SqlIdentifier | None = Field(
+        default=None, description="Table name. Omit for the whole database."
+    )
 
 
 class PostgresCreateIndex(Model):
-    """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` then ``ANALYZE``."""
+    """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` on spec.targets.postgres, then ``ANALYZE``
+    of the table. An invalid index of that name is rebuilt; one with other columns is an
+    error. Findings: created, rebuiltInvalid, durationMs."""
 
     type: Literal["postgresCreateIndex"]
-    table: SqlIdentifier
-    columns: list[SqlIdentifier] = Field(min_length=1, max_length=16)
-    index_name: SqlIdentifier
+    table: SqlIdentifier = Field(description="Table name. Required.")
+    columns: list[Annotated[SqlIdentifier, Field(description="A column name.")]] = Field(
+        min_length=1, max_length=16, description="Indexed columns, in order (1-16). Required."
+    )
+    index_name: SqlIdentifier = Field(description="Name of the index. Required.")
 
 
 # --- Redis ------------------------------------------------------------------------------------
 
 
 class RedisInfo(Model):
-    """``INFO memory`` and ``INFO stats``: used vs max memory, hit rate."""
+    """``INFO memory`` and ``INFO stats`` of spec.targets.redis: used against max memory,
+    hit rate, evictions. Findings: usedMemory, maxMemory, usedMemoryPercent, hitRate,
+    keyspaceHits, keyspaceMisses, evictedKeys."""
 
     type: Literal["redisInfo"]
     max_memory_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Fail when memory use exceeds this % of max."
+        default=None,
+        ge=0,
+        le=100,
+        description="Fail when memory use exceeds this percentage (0-100) of maxmemory. Omit "
+        "to never fail; without a maxmemory limit it does not apply.",
     )
 
 
 class RedisDbSize(Model):
+    """``DBSIZE`` of spec.targets.redis: the number of keys. Findings: keys."""
+
     type: Literal["redisDbSize"]
 
 
 class RedisSlowlog(Model):
+    """``SLOWLOG GET`` of spec.targets.redis: the slowest recent commands, shown without
+    their values. Informational: never fails. Findings: slowlogEntries, slowestMs."""
+
     type: Literal["redisSlowlog"]
-    limit: int = Field(default=10, ge=1, le=100)
+    limit: int = Field(
+        default=10, ge=1, le=100, description="How many entries to show (1-100). Default: 10."
+    )
 
 
 class RedisFlushDb(Model):
-    """``FLUSHDB`` of the runbook's Redis target."""
+    """``FLUSHDB`` of the database of spec.targets.redis (never ``FLUSHALL``): every key
+    of that database is deleted. Findings: keysRemoved, keys."""
 
     type: Literal["redisFlushDb"]
 
@@ -252,32 +415,52 @@ class RedisFlushDb(Model):
 
 
 class HttpCheck(Model):
-    """A health check with expected status and latency (playbook: curl /health)."""
+    """GET spec.targets.http.baseUrl + path: expected status, latency and body (playbook:
+    curl /health). Fails on any mismatch or no response in time. Findings: statusCode,
+    latencyMs, timedOut, patternMatched."""
 
     type: Literal["httpCheck"]
-    path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)] = "/health"
-    expect_status: int = Field(default=200, ge=100, le=599)
-    max_latency: Duration | None = None
-    pattern: Regex | None = Field(default=None, description="Body must match this pattern.")
+    path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)] = Field(
+        default="/health",
+        description="Path appended to the target's baseUrl, with any query. Default: /health.",
+    )
+    expect_status: int = Field(
+        default=200, ge=100, le=599, description="The expected HTTP status code. Default: 200."
+    )
+    max_latency: Duration | None = Field(
+        default=None, description="Fail when the response takes longer, e.g. 2s, 500ms."
+    )
+    pattern: Regex | None = Field(
+        default=None,
+        description='Python regular expression the response body must match, e.g. "status": ?"ok".',
+    )
 
 
 class PrometheusQuery(Model):
-    """An instant query compared to a threshold (error rate > 5 %, p99 > 2000 ms)."""
+    """A PromQL instant query against spec.targets.prometheus, each series compared with
+    a threshold (playbook: error rate > 5 %, p99 > 2000 ms). Findings: value, series,
+    matching."""
 
     type: Literal["prometheusQuery"]
-    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="PromQL expression, e.g. "
+        "histogram_quantile(0.99, rate(http_request_duration_seconds_bucket[5m])). Required."
+    )
     comparison: Comparison = Comparison.GT
-    threshold: float
+    threshold: float = Field(description="The value each series is compared with. Required.")
     fail_when_true: bool = Field(
-        default=True, description="The step fails when the comparison holds (a bad signal)."
+        default=True,
+        description="True (default): the comparison is a bad signal; the step fails when it "
+        "holds for any series and passes when there is no data. False: the comparison must "
+        "hold; no data fails the step.",
     )
 
 
 class Wait(Model):
-    """Give a restarted service time to settle (playbook: sleep 30)."""
+    """Give a restarted service time to settle (playbook: sleep 30). Never fails."""
 
     type: Literal["wait"]
-    duration: Duration
+    duration: Duration = Field(description="How long to wait, e.g. 30s. Required.")
 
 
 Action = Annotated[
