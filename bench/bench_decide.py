@@ -15,8 +15,9 @@ import time
 import tracemalloc
 
 from incident_operator.domain import timeline
-from incident_operator.domain.lifecycle import RunbookChoice, decide
+from incident_operator.domain.lifecycle import decide
 from incident_operator.domain.policy import load_policy
+from incident_operator.domain.story import RunbookChoice
 from incident_operator.models.incident import MAX_STEP_OUTPUT, IncidentStatus, StepStatus
 from incident_operator.models.objects import IncidentObject
 

@@ -18,7 +18,8 @@ from .adapters.kube import Conflict, NotFound
 from .adapters.notify import deliver, payload
 from .context import OperatorContext
 from .domain import engine, lifecycle, matching, runbook_check, timeline
-from .domain.lifecycle import Notification, RunbookChoice
+from .domain.escalation import escalate
+from .domain.story import Decision, Notification, RunbookChoice, Story
 from .domain.policy import LevelPolicy
 from .durations import parse_duration
 from .models.base import TimelineEntry
@@ -154,7 +155,7 @@ async def record(
 
 async def _guard(
     ctx: OperatorContext,
-    story: lifecycle.Story,
+    story: Story,
     incident: IncidentObject,
     runbook: RunbookObject,
     plan: engine.StepToRun,
@@ -179,7 +180,7 @@ async def _guard(
     refused = StepResult(False, verdict.message, {"guard": verdict.reason})
     engine.record_result(story, plan, refused, ctx.policy, level)
     if plan.step.on_failure != OnFailure.ESCALATE:
-        lifecycle.escalate(
+        escalate(
             story, ctx.policy, level, verdict.reason, f"{plan.step.name} refused: {verdict.message}"
         )
     return None
@@ -187,7 +188,7 @@ async def _guard(
 
 async def _plan(
     ctx: OperatorContext, incident: IncidentObject
-) -> tuple[lifecycle.Decision, engine.StepToRun | None, RunbookObject | None]:
+) -> tuple[Decision, engine.StepToRun | None, RunbookObject | None]:
     choice, runbook = await choose_runbook(ctx, incident)
     story = lifecycle.start(incident, utcnow(), ctx.policy)
     level = lifecycle.advance(story, choice)

@@ -8,8 +8,8 @@ from typing import Any
 from incident_operator.actions.base import StepResult
 from incident_operator.domain import conditions as cond
 from incident_operator.domain import engine, lifecycle
-from incident_operator.domain.lifecycle import RunbookChoice
 from incident_operator.domain.policy import load_policy
+from incident_operator.domain.story import RunbookChoice, Story
 from incident_operator.models.incident import Approval, IncidentStatus, Phase, StepPhase
 from incident_operator.models.objects import IncidentObject
 from incident_operator.models.runbook import RunbookSpec
@@ -57,7 +57,7 @@ class Run:
         }
         self.now = T0
 
-    def story(self) -> lifecycle.Story:
+    def story(self) -> Story:
         body = {
             "metadata": {
                 "name": "i",

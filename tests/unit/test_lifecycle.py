@@ -6,8 +6,9 @@ import datetime as dt
 from typing import Any
 
 from incident_operator.domain import conditions as cond
-from incident_operator.domain.lifecycle import Decision, RunbookChoice, decide
+from incident_operator.domain.lifecycle import decide
 from incident_operator.domain.policy import load_policy
+from incident_operator.domain.story import Decision, RunbookChoice
 from incident_operator.models.incident import IncidentStatus, Phase
 from incident_operator.models.objects import IncidentObject
 

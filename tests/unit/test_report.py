@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from incident_operator.domain.lifecycle import RunbookChoice, decide
+from incident_operator.domain.lifecycle import decide
 from incident_operator.domain.policy import load_policy
+from incident_operator.domain.story import RunbookChoice
 from incident_operator.models.objects import IncidentObject
 from incident_operator.report import render_report
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from ..domain.lifecycle import Notification
+from ..domain.story import Notification
 from ..domain.policy import Channel, ChannelKind
 
 

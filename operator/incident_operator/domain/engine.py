@@ -15,9 +15,12 @@ from ..models.actions import DESTRUCTIVE_ACTIONS, IDEMPOTENT_ACTIONS, Comparison
 from ..models.incident import Approval, Decision, Diagnosis, StepPhase, StepStatus
 from ..models.runbook import OnFailure, RunbookSpec, Step, When
 from . import conditions as cond
-from .lifecycle import Story, escalate, record_recovery, request_approval
+from .escalation import escalate
+from .notices import request_approval
 from .policy import LevelPolicy, Policy
+from .resolution import record_recovery
 from .results import StepResult
+from .story import Story
 
 TERMINAL = frozenset(
     {

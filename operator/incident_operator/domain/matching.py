@@ -8,7 +8,7 @@ from ..durations import parse_duration
 from ..models.incident import IncidentSpec
 from ..models.objects import RunbookObject
 from ..models.runbook import Match
-from .lifecycle import RunbookChoice
+from .story import RunbookChoice
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""The story of one decision: the status being changed, its timeline entries and messages.
+
+Every decision about an Incident starts a :class:`Story` from the stored status, lets the
+domain functions change it, and ends as a :class:`Decision`: the new status, the timeline
+entries to mirror as Events, and the notifications to send. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from ..models.base import TimelineEntry
+from ..models.incident import IncidentStatus
+from ..models.objects import IncidentObject
+from . import conditions as cond
+from . import timeline
+from .policy import Policy
+
+
+@dataclasses.dataclass(frozen=True)
+class RunbookChoice:
+    """The outcome of runbook selection, made by the caller from the Runbooks it can see."""
+
+    name: str | None
+    reason: str
+    message: str
+    severity: int | None = None
+    rto_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    kind: str
+    key: str
+    severity: int
+    title: str
+    text: str
+
+
+@dataclasses.dataclass
+class Decision:
+    status: IncidentStatus
+    entries: list[TimelineEntry]
+    notifications: list[Notification]
+
+
+class Story:
+    """Collects the timeline entries and notifications one decision produces."""
+
+    def __init__(
+        self, incident: IncidentObject, status: IncidentStatus, now: dt.datetime, policy: Policy
+    ) -> None:
+        self.incident = incident
+        self.policy = policy
+        self.status = status
+        self.now = now
+        self.entries: list[TimelineEntry] = []
+        self.notifications: list[Notification] = []
+        self.generation = incident.metadata.generation
+        self.rto_wall_seconds: float | None = None
+
+    def log(
+        self, reason: str, message: str, *, warning: bool = False, actor: str | None = None
+    ) -> None:
+        self.entries.append(
+            timeline.append(self.status, self.now, reason, message, warning=warning, actor=actor)
+        )
+
+    def condition(self, type_: str, value: bool, reason: str, message: str) -> None:
+        self.status.conditions = cond.set_condition(
+            self.status.conditions, type_, value, reason, message, self.now, self.generation
+        )
+
+    def notify(self, kind: str, number: int, title: str, text: str) -> None:
+        uid = self.incident.metadata.uid
+        self.notifications.append(
+            Notification(kind, f"{uid}/{kind}/{number}", self.status.severity or 4, title, text)
+        )
