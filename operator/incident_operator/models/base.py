@@ -2,6 +2,13 @@
 
 The CRDs in ``crds/`` are generated from these models, so every constraint written here is
 enforced twice: by the API server on apply, and by pydantic when the operator parses a body.
+
+Every model, field and enum value carries a description (a docstring, or
+``Field(description=...)``): it is what ``kubectl explain`` prints. The generated schema takes
+the description of a field whose type is a model or an enum from that type's docstring, so
+those docstrings must fit every field that uses the type; an optional field (``X | None``)
+keeps its own ``Field(description=...)``. An enum's docstring names each value and its
+meaning, because the schema of an enum is one property.
 """
 
 from __future__ import annotations
@@ -56,23 +63,42 @@ class SecretKeyRef(Model):
 
 
 class ConditionStatus(StrEnum):
+    """Whether the condition holds: True, False, or Unknown (not decided yet)."""
+
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
 
 
 class Condition(Model):
-    """A Kubernetes API convention condition."""
+    """One observation in the Kubernetes condition convention, set by the operator. The
+    conditions, not the phase, are the source of truth: one entry per type."""
 
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="What the condition observes. Incident: Triaged, RunbookReady, "
+        "Acknowledged, Diagnosed, AwaitingApproval, Mitigated, Escalated, ResponseSLABreached, "
+        "RecoveryTimeObjectiveBreached, Resolved. Runbook: Valid."
+    )
     status: ConditionStatus
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")]
-    message: Annotated[str, StringConstraints(max_length=1024)] = ""
-    last_transition_time: dt.datetime
-    observed_generation: int | None = Field(default=None, ge=0)
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")
+    ] = Field(description="Why, as one CamelCase word for machines, e.g. AcknowledgedByResponder.")
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="", description="Why, in words for people."
+    )
+    last_transition_time: dt.datetime = Field(
+        description="When status last changed (RFC 3339); a new reason or message alone does "
+        "not move it."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the object the condition saw."
+    )
 
 
 class EventType(StrEnum):
+    """Normal for progress, Warning for something a responder should look at (a failed step,
+    an escalation, a breached deadline). Default: Normal."""
+
     NORMAL = "Normal"
     WARNING = "Warning"
 
@@ -80,11 +106,17 @@ class EventType(StrEnum):
 class TimelineEntry(Model):
     """One line of the incident's story, kept in status (events expire, this does not)."""
 
-    time: dt.datetime
+    time: dt.datetime = Field(description="When it happened (RFC 3339).")
     type: EventType = EventType.NORMAL
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")]
-    message: Annotated[str, StringConstraints(max_length=1024)]
-    actor: Annotated[str, StringConstraints(max_length=128)] | None = None
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")
+    ] = Field(description="What happened, as one CamelCase word, e.g. Escalated, StepFailed.")
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="What happened, in words for people."
+    )
+    actor: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="The person who did it, when a person did (e.g. approved)."
+    )
 
 
 def column(name: str, path: str, kind: str = "string", priority: int = 0) -> dict[str, Any]:

@@ -16,6 +16,9 @@ from .runbook import RunbookSpec, RunbookStatus
 
 @dataclasses.dataclass
 class ObjectMeta:
+    """The metadata of a custom resource the operator uses; the namespace defaults to
+    ``default`` and the uid to the name (bodies in tests may omit them)."""
+
     name: str
     namespace: str
     uid: str
@@ -42,6 +45,8 @@ class ObjectMeta:
 
 @dataclasses.dataclass
 class IncidentObject:
+    """An Incident as stored: metadata, the typed spec and the operator's own status."""
+
     metadata: ObjectMeta
     spec: IncidentSpec
     status: IncidentStatus
@@ -57,6 +62,8 @@ class IncidentObject:
 
 @dataclasses.dataclass
 class RunbookObject:
+    """A Runbook as stored: metadata, the typed spec and the operator's check in status."""
+
     metadata: ObjectMeta
     spec: RunbookSpec
     status: RunbookStatus
