@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 
 from .adapters.guard import GRANTED, GuardError, TargetGuard, Verdict
+from .adapters.kube import KubeError
 from .domain.engine import StepToRun
 from .domain.policy import Policy
 from .durations import parse_duration
@@ -31,19 +32,8 @@ class Claim:
 
 
 def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
-    """What a destructive step acts on."""
-    action = plan.step.action
-    if action.type == "runJob":
-        return f"job-{plan.step.name}"  # each Job step is its own target (restore, check)
-    workload = getattr(action, "workload", None)
-    if workload is not None:
-        return f"{workload.kind.value}-{workload.name}".lower()
-    targets = runbook.spec.targets
-    if action.type.startswith("postgres") and targets.postgres:
-        return f"postgres-{targets.postgres.host}-{targets.postgres.port}"
-    if action.type.startswith("redis") and targets.redis:
-        return f"redis-{targets.redis.host}-{targets.redis.port}"
-    return action.type.lower()
+    """What a destructive step acts on (the action says; see ``ActionModel.target_key``)."""
+    return plan.step.action.target_key(plan.step.name, runbook.spec.targets)
 
 
 class SafetyGate:
@@ -93,7 +83,7 @@ class SafetyGate:
                     await self._release(meta.namespace, meta.uid, taken)
                     return verdict
                 taken.append(claim)
-        except GuardError as exc:
+        except (GuardError, KubeError) as exc:  # KubeError: e.g. Forbidden, Unavailable
             await self._release(meta.namespace, meta.uid, taken)
             return Verdict(False, GUARD_UNAVAILABLE, str(exc), None)
         return Verdict(True, GRANTED, "granted", None)
@@ -115,5 +105,6 @@ class SafetyGate:
 
     async def _release(self, namespace: str, holder: str, claims: list[Claim]) -> None:
         for claim in claims:
-            with contextlib.suppress(GuardError):  # a lease left behind expires on its own
+            # a lease left behind expires on its own
+            with contextlib.suppress(GuardError, KubeError):
                 await self.guard.release(namespace, claim.key, holder)

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..domain.results import MAX_OUTPUT, Finding, StepResult
 from ..durations import parse_duration
-from ..models.actions import Action
+from ..models.actions import Action, ActionModel
 from ..models.base import SecretKeyRef
 from ..models.runbook import Targets
 
@@ -70,8 +70,9 @@ EXECUTORS: dict[str, Executor] = {}
 ExecutorOf = Callable[[A, ActionContext], Awaitable[StepResult]]
 
 
-def executor(action_type: str) -> Callable[[ExecutorOf[A]], ExecutorOf[A]]:
-    """Register the function that runs ``action_type``."""
+def executor(action: type[ActionModel] | str) -> Callable[[ExecutorOf[A]], ExecutorOf[A]]:
+    """Register the function that runs one action type of the ``Action`` union."""
+    action_type = action if isinstance(action, str) else action.type_name()
 
     def register(func: ExecutorOf[A]) -> ExecutorOf[A]:
         if action_type in EXECUTORS:

@@ -9,7 +9,7 @@ from ..models.actions import Wait
 from .base import ActionContext, StepResult, executor
 
 
-@executor("wait")
+@executor(Wait)
 async def wait(action: Wait, ctx: ActionContext) -> StepResult:
     """Real time, not policy time: a restarted service needs its startup seconds."""
     seconds = parse_duration(action.duration)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..adapters.http import (
     HttpError,
@@ -30,14 +29,6 @@ BODY_EXCERPT = 1024
 QUERY_WIDTH = 80
 MAX_SERIES_SHOWN = 20
 
-_COMPARE: dict[Comparison, Callable[[float, float], bool]] = {
-    Comparison.GT: operator.gt,
-    Comparison.GE: operator.ge,
-    Comparison.LT: operator.lt,
-    Comparison.LE: operator.le,
-    Comparison.EQ: operator.eq,
-    Comparison.NE: operator.ne,
-}
 _WORDS = {
     Comparison.GT: "above",
     Comparison.GE: "at or above",
@@ -49,7 +40,7 @@ _WORDS = {
 
 
 def compare(value: float, comparison: Comparison, threshold: float) -> bool:
-    return _COMPARE[comparison](value, threshold)
+    return comparison.holds(value, threshold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +116,7 @@ def _series_table(
     return "\n".join(lines)
 
 
-@executor("httpCheck")
+@executor(HttpCheck)
 async def http_check(action: HttpCheck, ctx: ActionContext) -> StepResult:
     """GET ``baseUrl + path``: expected status, latency within ``maxLatency``, body pattern."""
     target = ctx.targets.http
@@ -190,7 +181,7 @@ async def http_check(action: HttpCheck, ctx: ActionContext) -> StepResult:
     )
 
 
-@executor("prometheusQuery")
+@executor(PrometheusQuery)
 async def prometheus_query(action: PrometheusQuery, ctx: ActionContext) -> StepResult:
     """An instant query compared with ``threshold`` (see :func:`evaluate` and :func:`step_ok`)."""
     target = ctx.targets.prometheus

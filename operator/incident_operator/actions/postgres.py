@@ -89,7 +89,7 @@ def _exceeds(count: float, threshold: float | None) -> bool:
     return threshold is not None and count > threshold
 
 
-@executor("postgresPing")
+@executor(PostgresPing)
 async def postgres_ping(action: PostgresPing, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
         latency = await pg.ping()
@@ -100,7 +100,7 @@ async def postgres_ping(action: PostgresPing, ctx: ActionContext) -> StepResult:
         )
 
 
-@executor("postgresLongQueries")
+@executor(PostgresLongQueries)
 async def postgres_long_queries(action: PostgresLongQueries, ctx: ActionContext) -> StepResult:
     older_than = duration_param(action.older_than)
     async with _session(ctx) as pg:
@@ -142,7 +142,7 @@ async def postgres_long_queries(action: PostgresLongQueries, ctx: ActionContext)
     )
 
 
-@executor("postgresBlockedLocks")
+@executor(PostgresBlockedLocks)
 async def postgres_blocked_locks(action: PostgresBlockedLocks, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
         waits = await pg.blocked_locks()
@@ -186,7 +186,7 @@ async def postgres_blocked_locks(action: PostgresBlockedLocks, ctx: ActionContex
     )
 
 
-@executor("postgresTopStatements")
+@executor(PostgresTopStatements)
 async def postgres_top_statements(action: PostgresTopStatements, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
         try:
@@ -238,7 +238,7 @@ async def postgres_top_statements(action: PostgresTopStatements, ctx: ActionCont
     )
 
 
-@executor("postgresDatabaseSize")
+@executor(PostgresDatabaseSize)
 async def postgres_database_size(action: PostgresDatabaseSize, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
         size = await pg.database_size()
@@ -251,7 +251,7 @@ async def postgres_database_size(action: PostgresDatabaseSize, ctx: ActionContex
     return StepResult(ok=not failed, message=message + ".", findings={"sizeMiB": round(mib, 3)})
 
 
-@executor("postgresTerminateBackends")
+@executor(PostgresTerminateBackends)
 async def postgres_terminate_backends(
     action: PostgresTerminateBackends, ctx: ActionContext
 ) -> StepResult:
@@ -311,7 +311,7 @@ async def postgres_terminate_backends(
     )
 
 
-@executor("postgresMaintenance")
+@executor(PostgresMaintenance)
 async def postgres_maintenance(action: PostgresMaintenance, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as pg:
         start = time.perf_counter()
@@ -332,7 +332,7 @@ async def postgres_maintenance(action: PostgresMaintenance, ctx: ActionContext) 
     )
 
 
-@executor("postgresCreateIndex")
+@executor(PostgresCreateIndex)
 async def postgres_create_index(action: PostgresCreateIndex, ctx: ActionContext) -> StepResult:
     """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` then ``ANALYZE`` of the table.
 

@@ -64,7 +64,7 @@ def command_summary(args: Sequence[str], width: int = COMMAND_WIDTH) -> str:
     return _short(" ".join(shown), width)
 
 
-@executor("redisInfo")
+@executor(RedisInfo)
 async def redis_info(action: RedisInfo, ctx: ActionContext) -> StepResult:
     """Memory use against ``maxmemory`` and the keyspace hit rate.
 
@@ -119,7 +119,7 @@ async def redis_info(action: RedisInfo, ctx: ActionContext) -> StepResult:
     )
 
 
-@executor("redisDbSize")
+@executor(RedisDbSize)
 async def redis_db_size(action: RedisDbSize, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as rd:
         keys = await rd.dbsize()
@@ -130,7 +130,7 @@ async def redis_db_size(action: RedisDbSize, ctx: ActionContext) -> StepResult:
     )
 
 
-@executor("redisSlowlog")
+@executor(RedisSlowlog)
 async def redis_slowlog(action: RedisSlowlog, ctx: ActionContext) -> StepResult:
     async with _session(ctx) as rd:
         entries = await rd.slowlog(action.limit)
@@ -163,7 +163,7 @@ async def redis_slowlog(action: RedisSlowlog, ctx: ActionContext) -> StepResult:
     )
 
 
-@executor("redisFlushDb")
+@executor(RedisFlushDb)
 async def redis_flush_db(action: RedisFlushDb, ctx: ActionContext) -> StepResult:
     """``FLUSHDB`` of the target's database only (never ``FLUSHALL``); safe to repeat."""
     async with _session(ctx) as rd:

@@ -8,10 +8,8 @@ and either runs it again (idempotent actions) or marks it Interrupted and escala
 from __future__ import annotations
 
 import dataclasses
-import operator
 
 from ..durations import parse_duration
-from ..models.actions import DESTRUCTIVE_ACTIONS, IDEMPOTENT_ACTIONS, Comparison
 from ..models.incident import Approval, Decision, Diagnosis, StepPhase, StepStatus
 from ..models.runbook import OnFailure, RunbookSpec, Step, When
 from . import conditions as cond
@@ -31,16 +29,6 @@ TERMINAL = frozenset(
         StepPhase.INTERRUPTED,
     }
 )
-COMPARE = {
-    Comparison.GT: operator.gt,
-    Comparison.GE: operator.ge,
-    Comparison.LT: operator.lt,
-    Comparison.LE: operator.le,
-    Comparison.EQ: operator.eq,
-    Comparison.NE: operator.ne,
-}
-DEFAULT_TIMEOUT = 60.0
-ROLLOUT_TIMEOUT = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +39,13 @@ class StepToRun:
 
     @property
     def destructive(self) -> bool:
-        return self.step.action.type in DESTRUCTIVE_ACTIONS
+        return self.step.action.destructive
 
     @property
     def timeout(self) -> float:
         if self.step.timeout:
             return parse_duration(self.step.timeout)
-        if getattr(self.step.action, "wait", False):
-            return ROLLOUT_TIMEOUT
-        return DEFAULT_TIMEOUT
+        return self.step.action.default_timeout()
 
 
 def _record(story: Story, name: str) -> StepStatus | None:
@@ -95,7 +81,7 @@ def when_holds(story: Story, conditions: list[When]) -> tuple[bool, str]:
             continue
         assert condition.finding is not None and condition.value is not None
         value = _finding_value(record, condition.finding)
-        if value is None or not COMPARE[condition.comparison](value, condition.value):
+        if value is None or not condition.comparison.holds(value, condition.value):
             return False, (
                 f"{condition.step}.{condition.finding}={value} is not "
                 f"{condition.comparison.value} {condition.value:g}"
@@ -218,7 +204,7 @@ def next_step(
             if record is not None and record.phase in TERMINAL:
                 continue
             if record is not None and record.phase == StepPhase.RUNNING:
-                if step.action.type in IDEMPOTENT_ACTIONS:
+                if step.action.idempotent:
                     story.log(
                         "StepResumed",
                         f"{step.name} was interrupted by an operator "

@@ -7,16 +7,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..models.actions import Target
 from ..models.objects import RunbookObject
 from ..models.runbook import RunbookSpec
 
-#: Which target each action family needs.
-TARGET_OF_PREFIX = {
-    "postgres": "postgres",
-    "redis": "redis",
-    "httpCheck": "http",
-    "prometheusQuery": "prometheus",
-}
+#: Actions of these kinds need the connection of the same name in ``spec.targets``.
+CONNECTIONS = frozenset({Target.POSTGRES, Target.REDIS, Target.HTTP, Target.PROMETHEUS})
 
 
 def problems(spec: RunbookSpec) -> list[str]:
@@ -30,11 +26,12 @@ def problems(spec: RunbookSpec) -> list[str]:
                         f"{stage} step {step.name}: when refers to {condition.step}, "
                         "which is not an earlier step"
                     )
-            for prefix, target in TARGET_OF_PREFIX.items():
-                if step.action.type.startswith(prefix) and getattr(spec.targets, target) is None:
-                    found.append(
-                        f"{stage} step {step.name}: {step.action.type} needs spec.targets.{target}"
-                    )
+            target = step.action.target
+            if target in CONNECTIONS and getattr(spec.targets, target.value) is None:
+                found.append(
+                    f"{stage} step {step.name}: {step.action.type} needs "
+                    f"spec.targets.{target.value}"
+                )
             seen.add(step.name)
     return found
 

@@ -13,7 +13,11 @@ description of ``type``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import enum
+import operator
+import typing
+from collections.abc import Callable
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, StringConstraints
 
@@ -73,6 +77,20 @@ class Comparison(StrEnum):
     EQ = "=="
     NE = "!="
 
+    def holds(self, value: float, threshold: float) -> bool:
+        """``value <comparison> threshold``, e.g. 7.5 > 5."""
+        return bool(_COMPARISONS[self.value](value, threshold))
+
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
 
 class ResourceList(Model):
     """Compute resources in Kubernetes quantity notation. An omitted resource is left as it
@@ -86,21 +104,96 @@ class ResourceList(Model):
     )
 
 
+class Target(enum.Enum):
+    """What an action acts on; the safety gate claims one target at a time."""
+
+    NONE = "none"
+    WORKLOAD = "workload"
+    JOB = "job"
+    POSTGRES = "postgres"
+    REDIS = "redis"
+    HTTP = "http"
+    PROMETHEUS = "prometheus"
+
+
+#: The default time limit of one attempt of a step, and of one that waits for a rollout.
+DEFAULT_TIMEOUT = 60.0
+ROLLOUT_TIMEOUT = 300.0
+
+
+class ActionModel(Model):
+    """An action type and the facts the engine and the safety gate need about it.
+
+    To add an action: a subclass here (its ``type`` literal, parameters, descriptions and
+    facts), a member of the ``Action`` union below, and one ``@executor(TheAction)`` function
+    in ``actions/``. Nothing else lists action types: the sets below, the CRD's ``type``
+    enum, target keys and timeouts all come from these classes (see README, "Adding an
+    action").
+    """
+
+    #: Changes or destroys state: approvals, cooldowns, attempt limits and dry runs apply.
+    destructive: ClassVar[bool] = False
+    #: Safe to run again when an operator restart interrupted it mid-way.
+    idempotent: ClassVar[bool] = True
+    #: What the action acts on (Targets entry, workload, Job or nothing).
+    target: ClassVar[Target] = Target.NONE
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The value of ``type`` that selects this action in a Runbook."""
+        (name,) = typing.get_args(cls.model_fields["type"].annotation)
+        return str(name)
+
+    def default_timeout(self) -> float:
+        """A step's time limit when it sets none: longer when it waits for a rollout."""
+        return ROLLOUT_TIMEOUT if getattr(self, "wait", False) else DEFAULT_TIMEOUT
+
+    def target_key(self, step_name: str, targets: Targets) -> str:
+        """The name of what this action acts on, shared by every action on the same thing."""
+        if self.target is Target.JOB:
+            return f"job-{step_name}"  # each Job step is its own target (restore, check)
+        workload = getattr(self, "workload", None)
+        if isinstance(workload, WorkloadRef):
+            return f"{workload.kind.value}-{workload.name}".lower()
+        connection = getattr(targets, self.target.value, None) if self.target.value else None
+        host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+        if host is not None:
+            return f"{self.target.value}-{host}-{port}"
+        return self.type_name().lower()
+
+
+class Targets(Protocol):
+    """The runbook's connections, as far as target keys need them (models.runbook.Targets)."""
+
+    @property
+    def postgres(self) -> object | None: ...
+
+    @property
+    def redis(self) -> object | None: ...
+
+
 # --- Kubernetes -------------------------------------------------------------------------------
 
 
-class RestartWorkload(Model):
+class RestartWorkload(ActionModel):
     """``kubectl rollout restart`` of the workload, then wait for the rollout (playbook:
     restart service)."""
+
+    destructive = True
+    idempotent = False
+    target = Target.WORKLOAD
 
     type: Literal["restartWorkload"]
     workload: WorkloadRef
     wait: bool = Field(default=True, description=WAIT)
 
 
-class ScaleWorkload(Model):
+class ScaleWorkload(ActionModel):
     """``kubectl scale`` of the workload to a number of replicas (playbook: --scale
     dashboard=2)."""
+
+    destructive = True
+    target = Target.WORKLOAD
 
     type: Literal["scaleWorkload"]
     workload: WorkloadRef
@@ -110,9 +203,13 @@ class ScaleWorkload(Model):
     wait: bool = Field(default=True, description=WAIT)
 
 
-class RollbackDeployment(Model):
+class RollbackDeployment(ActionModel):
     """``kubectl rollout undo`` of a Deployment: back to the previous (or a given) ReplicaSet
     revision. Deployments only."""
+
+    destructive = True
+    idempotent = False
+    target = Target.WORKLOAD
 
     type: Literal["rollbackDeployment"]
     workload: WorkloadRef
@@ -126,10 +223,13 @@ class RollbackDeployment(Model):
     wait: bool = Field(default=True, description=WAIT)
 
 
-class SetResources(Model):
+class SetResources(ActionModel):
     """Change the resource requests and limits of one container of the workload's pod
     template, which rolls the workload out (playbook: docker update --memory 4g). Set
     requests, limits or both."""
+
+    destructive = True
+    target = Target.WORKLOAD
 
     type: Literal["setResources"]
     workload: WorkloadRef
@@ -146,9 +246,11 @@ class SetResources(Model):
     wait: bool = Field(default=True, description=WAIT)
 
 
-class PodLogs(Model):
+class PodLogs(ActionModel):
     """Read the last log lines of the workload's newest Ready pod and count the lines that
     match a pattern (playbook: logs | grep ERROR). Findings: pod, lines, matches."""
+
+    target = Target.WORKLOAD
 
     type: Literal["podLogs"]
     workload: WorkloadRef
@@ -170,19 +272,23 @@ class PodLogs(Model):
     )
 
 
-class WorkloadStatus(Model):
+class WorkloadStatus(ActionModel):
     """Replicas, readiness, revision, image and conditions of the workload (playbook:
     docker-compose ps). Fails when it is not fully ready and available or a condition reports
     a failure."""
+
+    target = Target.WORKLOAD
 
     type: Literal["workloadStatus"]
     workload: WorkloadRef
 
 
-class RecentRollouts(Model):
+class RecentRollouts(ActionModel):
     """Rollouts (revisions) of the workload created within a window, with their images
     (playbook: recent deployments, last 24h). Informational: never fails. Findings: rollouts,
     revisions, latestRevision, image, previousImage, latestAgeSeconds."""
+
+    target = Target.WORKLOAD
 
     type: Literal["recentRollouts"]
     workload: WorkloadRef
@@ -191,10 +297,12 @@ class RecentRollouts(Model):
     )
 
 
-class WarningEvents(Model):
+class WarningEvents(ActionModel):
     """Warning events of the workload, its ReplicaSets and its pods within a window.
     Informational: never fails; test the ``warnings`` finding in a later step's ``when``.
     Findings: warnings, occurrences, latestReason."""
+
+    target = Target.WORKLOAD
 
     type: Literal["warningEvents"]
     workload: WorkloadRef
@@ -203,12 +311,16 @@ class WarningEvents(Model):
     )
 
 
-class ExecInPod(Model):
+class ExecInPod(ActionModel):
     """Run an allowlisted command in the workload's newest Ready pod (playbook: docker exec
     ...). Fails on a non-zero exit code. Only commands starting with an allowed argv prefix
     run (default: redis-cli, psql, pg_isready, df -h, du -sh, cat, free -m, uptime, ps aux;
     the operator's INCIDENT_OPERATOR_EXEC_ALLOWLIST replaces it). Findings: pod, exitCode,
     matched."""
+
+    destructive = True
+    idempotent = False
+    target = Target.WORKLOAD
 
     type: Literal["execInPod"]
     workload: WorkloadRef
@@ -243,11 +355,15 @@ class EnvVar(Model):
     )
 
 
-class RunJob(Model):
+class RunJob(ActionModel):
     """Run a one-off Job in the Incident's namespace, wait for it within the step's timeout,
     report its log tail and delete it (playbook: restore from backup, integrity check).
     Fails when the Job fails or does not finish in time. Findings: job, succeeded, timedOut,
     durationSeconds, exitCode."""
+
+    destructive = True
+    idempotent = False
+    target = Target.JOB
 
     type: Literal["runJob"]
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
@@ -271,16 +387,20 @@ class RunJob(Model):
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-class PostgresPing(Model):
+class PostgresPing(ActionModel):
     """``SELECT 1`` against spec.targets.postgres (playbook: psql -c "SELECT 1"). Fails
     when the database cannot be reached. Findings: latencyMs, serverVersion."""
+
+    target = Target.POSTGRES
 
     type: Literal["postgresPing"]
 
 
-class PostgresLongQueries(Model):
+class PostgresLongQueries(ActionModel):
     """Queries running longer than ``olderThan``, from pg_stat_activity of
     spec.targets.postgres. Findings: longQueries, longestSeconds, hiddenSessions."""
+
+    target = Target.POSTGRES
 
     type: Literal["postgresLongQueries"]
     older_than: Duration = Field(
@@ -293,10 +413,12 @@ class PostgresLongQueries(Model):
     )
 
 
-class PostgresBlockedLocks(Model):
+class PostgresBlockedLocks(ActionModel):
     """Ungranted locks and who blocks them, from pg_locks of spec.targets.postgres
     (playbook: SELECT * FROM pg_locks WHERE NOT granted). Findings: blockedLocks,
     longestWaitSeconds."""
+
+    target = Target.POSTGRES
 
     type: Literal["postgresBlockedLocks"]
     threshold: float | None = Field(
@@ -305,10 +427,12 @@ class PostgresBlockedLocks(Model):
     )
 
 
-class PostgresTopStatements(Model):
+class PostgresTopStatements(ActionModel):
     """Top statements by total execution time, from pg_stat_statements of
     spec.targets.postgres (the extension must be installed). Informational: never fails.
     Findings: statements, topTotalMs, topMeanMs."""
+
+    target = Target.POSTGRES
 
     type: Literal["postgresTopStatements"]
     limit: int = Field(
@@ -316,9 +440,11 @@ class PostgresTopStatements(Model):
     )
 
 
-class PostgresDatabaseSize(Model):
+class PostgresDatabaseSize(ActionModel):
     """Size of the database of spec.targets.postgres (playbook: df -h
     /var/lib/postgresql/data). Findings: sizeMiB."""
+
+    target = Target.POSTGRES
 
     type: Literal["postgresDatabaseSize"]
     threshold: float | None = Field(
@@ -326,10 +452,13 @@ class PostgresDatabaseSize(Model):
     )
 
 
-class PostgresTerminateBackends(Model):
+class PostgresTerminateBackends(ActionModel):
     """``pg_terminate_backend`` of the client sessions of spec.targets.postgres whose query
     runs longer than ``olderThan``; never idle sessions, background workers or the operator's
     own. Findings: terminated, candidates, failed."""
+
+    destructive = True
+    target = Target.POSTGRES
 
     type: Literal["postgresTerminateBackends"]
     older_than: Duration = Field(
@@ -346,9 +475,12 @@ class MaintenanceOperation(StrEnum):
     ANALYZE = "Analyze"
 
 
-class PostgresMaintenance(Model):
+class PostgresMaintenance(ActionModel):
     """``REINDEX`` or ``ANALYZE`` of the database of spec.targets.postgres or of one table.
     Findings: durationMs."""
+
+    destructive = True
+    target = Target.POSTGRES
 
     type: Literal["postgresMaintenance"]
     operation: MaintenanceOperation
@@ -357,10 +489,13 @@ class PostgresMaintenance(Model):
     )
 
 
-class PostgresCreateIndex(Model):
+class PostgresCreateIndex(ActionModel):
     """``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` on spec.targets.postgres, then ``ANALYZE``
     of the table. An invalid index of that name is rebuilt; one with other columns is an
     error. Findings: created, rebuiltInvalid, durationMs."""
+
+    destructive = True
+    target = Target.POSTGRES
 
     type: Literal["postgresCreateIndex"]
     table: SqlIdentifier = Field(description="Table name. Required.")
@@ -373,10 +508,12 @@ class PostgresCreateIndex(Model):
 # --- Redis ------------------------------------------------------------------------------------
 
 
-class RedisInfo(Model):
+class RedisInfo(ActionModel):
     """``INFO memory`` and ``INFO stats`` of spec.targets.redis: used against max memory,
     hit rate, evictions. Findings: usedMemory, maxMemory, usedMemoryPercent, hitRate,
     keyspaceHits, keyspaceMisses, evictedKeys."""
+
+    target = Target.REDIS
 
     type: Literal["redisInfo"]
     max_memory_percent: float | None = Field(
@@ -388,15 +525,19 @@ class RedisInfo(Model):
     )
 
 
-class RedisDbSize(Model):
+class RedisDbSize(ActionModel):
     """``DBSIZE`` of spec.targets.redis: the number of keys. Findings: keys."""
+
+    target = Target.REDIS
 
     type: Literal["redisDbSize"]
 
 
-class RedisSlowlog(Model):
+class RedisSlowlog(ActionModel):
     """``SLOWLOG GET`` of spec.targets.redis: the slowest recent commands, shown without
     their values. Informational: never fails. Findings: slowlogEntries, slowestMs."""
+
+    target = Target.REDIS
 
     type: Literal["redisSlowlog"]
     limit: int = Field(
@@ -404,9 +545,12 @@ class RedisSlowlog(Model):
     )
 
 
-class RedisFlushDb(Model):
+class RedisFlushDb(ActionModel):
     """``FLUSHDB`` of the database of spec.targets.redis (never ``FLUSHALL``): every key
     of that database is deleted. Findings: keysRemoved, keys."""
+
+    destructive = True
+    target = Target.REDIS
 
     type: Literal["redisFlushDb"]
 
@@ -414,10 +558,12 @@ class RedisFlushDb(Model):
 # --- HTTP and Prometheus -----------------------------------------------------------------------
 
 
-class HttpCheck(Model):
+class HttpCheck(ActionModel):
     """GET spec.targets.http.baseUrl + path: expected status, latency and body (playbook:
     curl /health). Fails on any mismatch or no response in time. Findings: statusCode,
     latencyMs, timedOut, patternMatched."""
+
+    target = Target.HTTP
 
     type: Literal["httpCheck"]
     path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)] = Field(
@@ -436,10 +582,12 @@ class HttpCheck(Model):
     )
 
 
-class PrometheusQuery(Model):
+class PrometheusQuery(ActionModel):
     """A PromQL instant query against spec.targets.prometheus, each series compared with
     a threshold (playbook: error rate > 5 %, p99 > 2000 ms). Findings: value, series,
     matching."""
+
+    target = Target.PROMETHEUS
 
     type: Literal["prometheusQuery"]
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
@@ -456,7 +604,7 @@ class PrometheusQuery(Model):
     )
 
 
-class Wait(Model):
+class Wait(ActionModel):
     """Give a restarted service time to settle (playbook: sleep 30). Never fails."""
 
     type: Literal["wait"]
@@ -492,45 +640,8 @@ Action = Annotated[
     Field(discriminator="type"),
 ]
 
-#: Actions that change or destroy state: cooldowns and approvals apply to them.
-DESTRUCTIVE_ACTIONS = frozenset(
-    {
-        "restartWorkload",
-        "scaleWorkload",
-        "rollbackDeployment",
-        "setResources",
-        "execInPod",
-        "runJob",
-        "postgresTerminateBackends",
-        "postgresMaintenance",
-        "postgresCreateIndex",
-        "redisFlushDb",
-    }
-)
-
+ACTION_TYPES: tuple[type[ActionModel], ...] = typing.get_args(typing.get_args(Action)[0])
+#: Actions that change or destroy state: cooldowns, approvals and dry runs apply to them.
+DESTRUCTIVE_ACTIONS = frozenset(a.type_name() for a in ACTION_TYPES if a.destructive)
 #: Actions that may safely run again after an operator restart interrupted them.
-IDEMPOTENT_ACTIONS = frozenset(
-    {
-        "scaleWorkload",
-        "setResources",
-        "podLogs",
-        "workloadStatus",
-        "recentRollouts",
-        "warningEvents",
-        "postgresPing",
-        "postgresLongQueries",
-        "postgresBlockedLocks",
-        "postgresTopStatements",
-        "postgresDatabaseSize",
-        "postgresTerminateBackends",
-        "postgresMaintenance",
-        "postgresCreateIndex",
-        "redisInfo",
-        "redisDbSize",
-        "redisSlowlog",
-        "redisFlushDb",
-        "httpCheck",
-        "prometheusQuery",
-        "wait",
-    }
-)
+IDEMPOTENT_ACTIONS = frozenset(a.type_name() for a in ACTION_TYPES if a.idempotent)
