@@ -52,7 +52,7 @@ class OperatorContext:
         self.kube = kube
         self.http = http
         self.secrets = KubeSecretReader(kube)
-        self.gate = SafetyGate(TargetGuard(kube.api_client), policy)
+        self.gate = SafetyGate(TargetGuard(kube.client), policy)
         # What action executors may use (see actions.base.ActionContext).
         self.clients: dict[str, Any] = {
             "http": http,

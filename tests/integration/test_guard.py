@@ -13,6 +13,7 @@ import json
 import kubernetes
 import pytest
 
+from incident_operator.adapters.client import KubeClient
 from incident_operator.adapters.guard import (
     ATTEMPTS_ANNOTATION,
     COOLDOWN_ACTIVE,
@@ -20,7 +21,7 @@ from incident_operator.adapters.guard import (
     MAX_ATTEMPTS_REACHED,
     MAX_KEPT_ATTEMPTS,
     TARGET_BUSY,
-    NotHolder,
+    GuardError,
     TargetGuard,
     lease_name,
 )
@@ -40,7 +41,7 @@ def at(seconds: float) -> dt.datetime:
 
 @pytest.fixture
 def guard(api_client: kubernetes.client.ApiClient) -> TargetGuard:
-    return TargetGuard(api_client, lease_duration_s=120)
+    return TargetGuard(KubeClient(api_client), lease_duration_s=120)
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ async def test_concurrent_acquires_grant_exactly_one(
 ) -> None:
     """Two operator instances (own clients) race for fresh and for released targets."""
     other_client = kubernetes.client.ApiClient(api_client.configuration)
-    one, two = TargetGuard(api_client), TargetGuard(other_client)
+    one, two = TargetGuard(KubeClient(api_client)), TargetGuard(KubeClient(other_client))
     try:
         for round_ in range(6):
             key = f"deployment-race-{round_ % 3}"  # rounds 3-5 race for released leases
@@ -154,7 +155,7 @@ async def test_expired_lease_is_taken_over(
     lease = leases.read_namespaced_lease(lease_name(KEY), namespace)
     assert lease.spec.holder_identity == B and lease.spec.lease_transitions == 1
     assert lease.spec.lease_duration_seconds == 120
-    with pytest.raises(NotHolder, match=f"not held by {A}"):
+    with pytest.raises(GuardError, match=f"not held by {A}"):
         await guard.record_attempt(namespace, KEY, A, now=at(7))
     assert await guard.release(namespace, KEY, A) is False
     assert await guard.renew(namespace, KEY, A, now=at(7)) is False
@@ -166,7 +167,7 @@ async def test_expired_lease_is_taken_over(
 async def test_attempt_history_is_bounded_and_needs_the_lease(
     guard: TargetGuard, leases: kubernetes.client.CoordinationV1Api, namespace: str
 ) -> None:
-    with pytest.raises(NotHolder):
+    with pytest.raises(GuardError):
         await guard.record_attempt(namespace, KEY, A, now=T0)
     assert (await guard.acquire(namespace, KEY, A, now=T0, **FREE)).granted
     for i in range(MAX_KEPT_ATTEMPTS + 6):

@@ -22,7 +22,6 @@ two instances can never both be granted the same target.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -30,24 +29,27 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any
-
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from ..durations import format_duration
+from .client import (
+    API_GROUP,
+    COMPONENT,
+    JSON,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    Conflict,
+    KubeClient,
+    NotFound,
+    micro_time,
+    parse_time,
+)
 
-LEASE_PREFIX = "incident-operator-"
-ATTEMPTS_ANNOTATION = "incidents.dev/attempts"
-TARGET_ANNOTATION = "incidents.dev/target"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "incident-operator"
+LEASE_PREFIX = f"{COMPONENT}-"
+ATTEMPTS_ANNOTATION = f"{API_GROUP}/attempts"
+TARGET_ANNOTATION = f"{API_GROUP}/target"
 MAX_KEPT_ATTEMPTS = 64
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_RETENTION_SECONDS = 7 * 86400.0
-REQUEST_TIMEOUT = 30.0
 MAX_CONFLICT_RETRIES = 10
 
 GRANTED = "Granted"
@@ -55,23 +57,14 @@ TARGET_BUSY = "TargetBusy"
 COOLDOWN_ACTIVE = "CooldownActive"
 MAX_ATTEMPTS_REACHED = "MaxAttemptsReached"
 
-JSON = dict[str, Any]
-
 
 class GuardError(Exception):
-    """The guard could not read or write its Lease; the message is safe to show."""
+    """The guard could not finish: the Lease kept changing under it, or the holder that
+    records an attempt does not hold the target. The message is safe to show.
 
-
-class NotHolder(GuardError):
-    """``record_attempt`` by a holder that does not hold the target."""
-
-
-class _Conflict(Exception):
-    pass
-
-
-class _NotFound(Exception):
-    pass
+    API failures reaching the Lease are :class:`~.client.KubeError` (``Forbidden`` when the
+    operator may not touch Leases, ``Unavailable`` when the API server does not answer).
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,20 +94,6 @@ def _utc(now: dt.datetime | None) -> dt.datetime:
     return now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
 
 
-def _micro_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return _utc(parsed)
-
-
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -135,7 +114,7 @@ def attempt_records(lease: JSON | None) -> list[tuple[dt.datetime, str | None]]:
         return []
     records: list[tuple[dt.datetime, str | None]] = []
     for value in values:
-        at = _parse_time(value.get("at") if isinstance(value, dict) else value)
+        at = parse_time(value.get("at") if isinstance(value, dict) else value)
         holder = value.get("holder") if isinstance(value, dict) else None
         if at is not None:
             records.append((at, holder if isinstance(holder, str) else None))
@@ -153,7 +132,7 @@ def holder_of(lease: JSON | None, now: dt.datetime) -> tuple[str | None, dt.date
     holder = spec.get("holderIdentity")
     if not holder:
         return None, None
-    renewed = _parse_time(spec.get("renewTime")) or _parse_time(spec.get("acquireTime"))
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     duration = spec.get("leaseDurationSeconds")
     if renewed is None or not isinstance(duration, int):
         return None, None
@@ -222,78 +201,71 @@ def decide(
 
 
 class TargetGuard:
-    """Leases in the Incident's namespace; created once at start-up from the ApiClient."""
+    """Leases in the Incident's namespace, through the operator's one KubeClient."""
 
     def __init__(
         self,
-        api_client: kubernetes.client.ApiClient,
+        kube: KubeClient,
         lease_duration_s: float = DEFAULT_LEASE_SECONDS,
         retention_s: float = DEFAULT_RETENTION_SECONDS,
-        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.api = kubernetes.client.CoordinationV1Api(api_client)
+        self.kube = kube
         self.lease_duration_s = lease_duration_s
         self.retention_s = retention_s
-        self.request_timeout = request_timeout
 
     # -- API plumbing --------------------------------------------------------------------------
 
-    async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> JSON:
-        try:
-            response = await asyncio.to_thread(
-                func, *args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise _NotFound() from None
-            if exc.status == 409:
-                raise _Conflict() from None
-            message = exc.reason or ""
-            with contextlib.suppress(TypeError, ValueError, KeyError):
-                message = json.loads(exc.body or "")["message"]
-            raise GuardError(f"Lease API error {exc.status}: {str(message)[:300]}") from None
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise GuardError(f"Lease API unreachable: {type(exc).__name__}") from None
-        body: JSON = json.loads(response.data or b"{}")
-        return body
-
     async def read(self, namespace: str, key: str) -> JSON | None:
         """The target's Lease as JSON, ``None`` when there is none yet."""
+        name = lease_name(key)
         try:
-            return await self._call(self.api.read_namespaced_lease, lease_name(key), namespace)
-        except _NotFound:
+            return await self.kube.json(
+                self.kube.coordination.read_namespaced_lease,
+                name,
+                namespace,
+                what=f"Lease {namespace}/{name}",
+            )
+        except NotFound:
             return None
 
     async def _ensure(self, namespace: str, key: str) -> None:
         """Create the target's Lease, empty (nobody holds it); fine when it exists."""
+        name = lease_name(key)
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {
-                "name": lease_name(key),
+                "name": name,
                 "namespace": namespace,
                 "labels": {MANAGED_BY_LABEL: MANAGED_BY},
                 "annotations": {TARGET_ANNOTATION: key[:1024]},
             },
             "spec": {},
         }
-        with contextlib.suppress(_Conflict):  # another instance created it first
-            await self._call(self.api.create_namespaced_lease, namespace, body)
+        with contextlib.suppress(Conflict):  # another instance created it first
+            await self.kube.json(
+                self.kube.coordination.create_namespaced_lease,
+                namespace,
+                body,
+                what=f"Lease {namespace}/{name}",
+            )
 
     async def _patch(
         self, namespace: str, lease: JSON, spec: JSON, annotations: JSON | None = None
     ) -> JSON:
         """A merge patch guarded by the resourceVersion the decision was based on: the API
-        server answers 409 when the Lease changed since it was read."""
+        server answers 409 (:class:`Conflict`) when the Lease changed since it was read."""
         metadata: JSON = {"resourceVersion": lease["metadata"]["resourceVersion"]}
         if annotations:
             metadata["annotations"] = annotations
-        return await self._call(
-            self.api.patch_namespaced_lease,
-            lease["metadata"]["name"],
+        name = lease["metadata"]["name"]
+        return await self.kube.json(
+            self.kube.coordination.patch_namespaced_lease,
+            name,
             namespace,
             {"metadata": metadata, "spec": spec},
             _content_type="application/merge-patch+json",
+            what=f"Lease {namespace}/{name}",
         )
 
     # -- the API -------------------------------------------------------------------------------
@@ -333,16 +305,16 @@ class TargetGuard:
             previous = spec.get("holderIdentity")
             change: JSON = {
                 "holderIdentity": holder,
-                "renewTime": _micro_time(now),
+                "renewTime": micro_time(now),
                 "leaseDurationSeconds": duration,
             }
             if previous != holder:
-                change["acquireTime"] = _micro_time(now)
+                change["acquireTime"] = micro_time(now)
                 if previous:
                     change["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
             try:
                 await self._patch(namespace, lease, change)
-            except _Conflict:
+            except Conflict:
                 continue  # someone else wrote first: decide again on what they wrote
             if previous and previous != holder:
                 verdict = dataclasses.replace(
@@ -362,22 +334,22 @@ class TargetGuard:
             lease = await self.read(namespace, key)
             current = ((lease or {}).get("spec") or {}).get("holderIdentity")
             if lease is None or current != holder:
-                raise NotHolder(f"target {key} is not held by {holder}; acquire it first")
+                raise GuardError(f"target {key} is not held by {holder}; acquire it first")
             horizon = now - dt.timedelta(seconds=self.retention_s)
             records = [r for r in attempt_records(lease) if r[0] > horizon]
             records = sorted([*records, (now, holder)], key=lambda r: r[0])[-MAX_KEPT_ATTEMPTS:]
             kept = [at for at, _ in records]
             stamps = json.dumps(
                 [
-                    {"at": _micro_time(at), "holder": by} if by else _micro_time(at)
+                    {"at": micro_time(at), "holder": by} if by else micro_time(at)
                     for at, by in records
                 ]
             )
             try:
                 await self._patch(
-                    namespace, lease, {"renewTime": _micro_time(now)}, {ATTEMPTS_ANNOTATION: stamps}
+                    namespace, lease, {"renewTime": micro_time(now)}, {ATTEMPTS_ANNOTATION: stamps}
                 )
-            except _Conflict:
+            except Conflict:
                 continue
             return kept
         raise GuardError(f"Lease {lease_name(key)} kept changing; attempt not recorded")
@@ -392,8 +364,8 @@ class TargetGuard:
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
                 return False
             try:
-                await self._patch(namespace, lease, {"renewTime": _micro_time(now)})
-            except _Conflict:
+                await self._patch(namespace, lease, {"renewTime": micro_time(now)})
+            except Conflict:
                 continue
             return True
         raise GuardError(f"Lease {lease_name(key)} kept changing; could not renew it")
@@ -407,7 +379,7 @@ class TargetGuard:
                 return False
             try:
                 await self._patch(namespace, lease, {"holderIdentity": None})
-            except _Conflict:
+            except Conflict:
                 continue
             return True
         raise GuardError(f"Lease {lease_name(key)} kept changing; could not release it")

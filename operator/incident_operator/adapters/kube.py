@@ -1,12 +1,12 @@
 """The operator's own Kubernetes API calls: Incidents, Runbooks, Events and Secrets.
 
-The official client is synchronous; every call runs in a worker thread so Kopf's event loop
-keeps serving other Incidents. The client is created once at start-up.
+Every call goes through the one :class:`~incident_operator.adapters.client.KubeClient`
+(thread pool, request timeouts, error mapping); this module re-exports its errors, so
+callers catch ``Conflict`` and ``NotFound`` from here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import logging
@@ -14,93 +14,113 @@ import os
 from typing import Any
 
 import kubernetes
-from kubernetes.client.exceptions import ApiException
 
-from .. import API_GROUP, API_VERSION
+from .client import (
+    API_GROUP,
+    API_VERSION,
+    COMPONENT,
+    DEFAULT_POOL_SIZE,
+    JSON,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeClient,
+    KubeError,
+    NotFound,
+    Unavailable,
+)
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "KubeAdapter",
+    "KubeClient",
+    "KubeError",
+    "KubeSecretReader",
+    "NotFound",
+    "Unavailable",
+    "load_api_client",
+]
 
 log = logging.getLogger(__name__)
-COMPONENT = "incident-operator"
 
 
-class Conflict(Exception):
-    """The object changed since it was read; read it again and redo the decision."""
-
-
-class NotFound(Exception):
-    pass
-
-
-def load_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def load_api_client(
+    kubeconfig: str | None = None, pool_size: int = DEFAULT_POOL_SIZE
+) -> kubernetes.client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig; with room for
+    ``pool_size`` concurrent connections (one per thread of the KubeClient's pool)."""
+    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config()
-        return kubernetes.client.ApiClient()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        configuration = kubernetes.client.Configuration()
         # Read KUBECONFIG now: the client's own default was fixed when it was imported.
         kubernetes.config.load_kube_config(
             config_file=kubeconfig or os.environ.get("KUBECONFIG"),
             client_configuration=configuration,
         )
-        return kubernetes.client.ApiClient(configuration)
+    configuration.connection_pool_maxsize = max(
+        pool_size, configuration.connection_pool_maxsize or 0
+    )
+    return kubernetes.client.ApiClient(configuration)
 
 
 class KubeAdapter:
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
-        self.api_client = api_client
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
-        self.core = kubernetes.client.CoreV1Api(api_client)
+    """Incidents and Runbooks (custom objects of ``API_GROUP``), Events and Secrets.
 
-    async def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(func, *args, **kwargs)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(exc.reason)) from exc
-            if exc.status == 404:
-                raise NotFound(str(exc.reason)) from exc
-            raise
+    Takes the operator's :class:`KubeClient`, or an ApiClient to wrap in one.
+    """
 
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            self.custom.get_namespaced_custom_object,
+    def __init__(self, client: KubeClient | kubernetes.client.ApiClient) -> None:
+        self.client = client if isinstance(client, KubeClient) else KubeClient(client)
+
+    @property
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return self.client.api_client
+
+    async def _custom(
+        self, method: str, namespace: str, plural: str, *args: Any, what: str | None = None
+    ) -> JSON:
+        func = getattr(self.client.custom, method)
+        return await self.client.json(
+            func,
             API_GROUP,
             API_VERSION,
             namespace,
             plural,
-            name,
+            *args,
+            what=what or f"{plural} in {namespace}",
+            resource=f"{plural}.{API_GROUP}",
         )
-        return result
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        what = f"{plural} {namespace}/{name}"
+        return await self._custom(
+            "get_namespaced_custom_object", namespace, plural, name, what=what
+        )
 
     async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        result = await self._call(
-            self.custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, plural
-        )
-        items: list[dict[str, Any]] = result.get("items", [])
+        result = await self._custom("list_namespaced_custom_object", namespace, plural)
+        items: list[dict[str, Any]] = result.get("items") or []
         return items
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            self.custom.create_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            namespace,
-            plural,
-            body,
+        what = f"{plural} {namespace}/{(body.get('metadata') or {}).get('name', '')}"
+        return await self._custom(
+            "create_namespaced_custom_object", namespace, plural, body, what=what
         )
-        return result
 
     async def annotate(
         self, plural: str, namespace: str, name: str, annotations: dict[str, str]
     ) -> None:
-        await self._call(
-            self.custom.patch_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
+        await self._custom(
+            "patch_namespaced_custom_object",
             namespace,
             plural,
             name,
             {"metadata": {"annotations": annotations}},
+            what=f"{plural} {namespace}/{name}",
         )
 
     async def replace_status(
@@ -119,16 +139,14 @@ class KubeAdapter:
             "spec": body.get("spec", {}),
             "status": status,
         }
-        result: dict[str, Any] = await self._call(
-            self.custom.replace_namespaced_custom_object_status,
-            API_GROUP,
-            API_VERSION,
+        return await self._custom(
+            "replace_namespaced_custom_object_status",
             meta["namespace"],
             plural,
             meta["name"],
             new_body,
+            what=f"{plural} {meta['namespace']}/{meta['name']}",
         )
-        return result
 
     async def event(
         self,
@@ -164,14 +182,24 @@ class KubeAdapter:
             reporting_instance=COMPONENT,
         )
         try:
-            await self._call(self.core.create_namespaced_event, meta["namespace"], event)
-        except (ApiException, NotFound, Conflict) as exc:
+            await self.client.call(
+                self.client.core.create_namespaced_event,
+                meta["namespace"],
+                event,
+                what=f"Event on {meta['name']}",
+            )
+        except KubeError as exc:
             # Events are best effort: the status timeline is the durable record.
             log.warning("could not post event %s on %s: %s", reason, meta["name"], exc)
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
-        secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-        data = secret.data or {}
+        secret = await self.client.json(
+            self.client.core.read_namespaced_secret,
+            name,
+            namespace,
+            what=f"secret {namespace}/{name}",
+        )
+        data = secret.get("data") or {}
         if key not in data:
             raise KeyError(f"secret {namespace}/{name} has no key {key}")
         return base64.b64decode(data[key]).decode()
