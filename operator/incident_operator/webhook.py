@@ -39,9 +39,10 @@ class AlertReceiver:
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        # The runner lists the addresses its sites are bound to: (host, port[, ...]) for TCP.
+        # With port 0 the system picked the port, and this is the way to learn which.
+        ports = [a[1] for a in self.runner.addresses if isinstance(a, tuple) and len(a) >= 2]
+        return int(ports[0]) if ports else port
 
     async def stop(self) -> None:
         if self.runner is not None:
