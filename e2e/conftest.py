@@ -14,7 +14,7 @@ import httpx
 import pytest
 from tests.fixtures.cluster import Objects, eventually
 
-from incident_operator.demo.stack import LocalStack
+from incident_demo.stack import LocalStack
 from incident_operator.domain import runbook_check
 
 

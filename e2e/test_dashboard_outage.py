@@ -7,7 +7,7 @@ from tests.fixtures.cluster import Objects, eventually, kubectl
 from tests.fixtures.operator import OperatorFactory
 
 from e2e.conftest import apply_runbook, approve, explain, phase_of, steps
-from incident_operator.demo.stack import LocalStack
+from incident_demo.stack import LocalStack
 
 pytestmark = pytest.mark.cluster
 POLICY = {"timeScale": 60}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the operator with its development tools. Idempotent and quick
-# when nothing changed (pip's cache lives outside the checkout).
+# Creates .venv and installs the operator with its development tools, and the demo workloads
+# (demo/, package incident_demo: development and tests only, never in the operator's wheel).
+# Idempotent and quick when nothing changed (pip's cache lives outside the checkout).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -8,11 +9,11 @@ python="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml demo/pyproject.toml | sha256sum | cut -c1-16)
 if [[ ! -f "$stamp" ]]; then
   echo "[bootstrap] installing Python dependencies into .venv" >&2
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e '.[dev]'
+  .venv/bin/pip install --quiet -e '.[dev]' -e ./demo
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -9,4 +9,4 @@ bin_dir="$(bash hack/build-k8s.sh | tail -n1)"
 export PATH="$bin_dir:$PATH" KUBECTL="$bin_dir/kubectl"
 bash hack/services-up.sh >/dev/null
 kubeconfig="$(bash hack/cluster-up.sh | tail -n1)"
-exec .venv/bin/python -m incident_operator.demo.story --kubeconfig "$kubeconfig" --kubectl "$KUBECTL"
+exec .venv/bin/python -m incident_demo.story --kubeconfig "$kubeconfig" --kubectl "$KUBECTL"

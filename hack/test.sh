@@ -18,7 +18,7 @@ fi
 export INCIDENT_OPERATOR_TEST_KUBECONFIG
 
 echo "[test] static checks: ruff, mypy, import-linter" >&2
-.venv/bin/ruff check operator tests e2e bench
+.venv/bin/ruff check operator demo tests e2e bench
 .venv/bin/mypy
 .venv/bin/lint-imports
 

@@ -1,6 +1,6 @@
 """The demo data plane with real processes, no mocks.
 
-* The dashboard (``python -m incident_operator.demo.dashboard``) against the real PostgreSQL
+* The dashboard (``python -m incident_demo.dashboard``) against the real PostgreSQL
   and Redis of hack/services-up.sh: stats, caching, health, fault injection, ERROR log lines,
   dependency outages and the circuit breaker.
 * A real Prometheus (Debian package) scraping it; PromQL over its metrics.
@@ -31,8 +31,8 @@ import pytest
 import redis
 import yaml
 
-from incident_operator.demo import _proc, dashboard, dataplane
-from incident_operator.demo import prometheus as prom
+from incident_demo import _proc, dashboard, dataplane
+from incident_demo import prometheus as prom
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests" / "demo"
@@ -139,7 +139,7 @@ def start_dashboard(
         log = tmp_path / f"dashboard-{port}.log"
         with open(log, "wb") as out:
             proc = _proc.spawn(
-                [sys.executable, "-m", "incident_operator.demo.dashboard", *args],
+                [sys.executable, "-m", "incident_demo.dashboard", *args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -464,7 +464,7 @@ def _start_bridge(kubeconfig: str, namespace: str, tmp_path: Path) -> Bridge:
             [
                 sys.executable,
                 "-m",
-                "incident_operator.demo.dataplane",
+                "incident_demo.dataplane",
                 "--kubeconfig",
                 kubeconfig,
                 "--namespace",

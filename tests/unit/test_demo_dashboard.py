@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from incident_operator.demo import dashboard as d
+from incident_demo import dashboard as d
 
 KEY = "unit-test-key"
 

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from incident_operator.demo import _proc
-from incident_operator.demo import dataplane as dp
-from incident_operator.demo import prometheus as prom
+from incident_demo import _proc
+from incident_demo import dataplane as dp
+from incident_demo import prometheus as prom
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "demo"
 
@@ -163,7 +163,7 @@ def test_spawned_child_dies_with_its_parent(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     parent_code = (
         "import sys, time\n"
-        "from incident_operator.demo import _proc\n"
+        "from incident_demo import _proc\n"
         f"p = _proc.spawn([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
         f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
         "time.sleep(60)\n"

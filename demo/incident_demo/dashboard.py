@@ -23,7 +23,7 @@ answers 500 on /health and /api/*: the "bad deploy" that a rollback fixes.
 
 Every request answered with 5xx logs one ``<time> ERROR ...`` line to stdout.
 
-Run: ``python -m incident_operator.demo.dashboard --help``.
+Run: ``python -m incident_demo.dashboard --help``.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> tuple[Sett
     """CLI flags over environment variables."""
     base = settings_from_env(env)
     p = argparse.ArgumentParser(
-        prog="python -m incident_operator.demo.dashboard",
+        prog="python -m incident_demo.dashboard",
         description="Demo dashboard service (see module docstring). Flags override env vars.",
     )
     p.add_argument("--host", default=base.host, help="listen address (env HOST)")

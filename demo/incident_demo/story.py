@@ -1,6 +1,6 @@
 """The demo: a bad deploy takes the dashboard down and the operator runs the playbook.
 
-    python -m incident_operator.demo.story --kubeconfig PATH   (hack/demo.sh does the set-up)
+    python -m incident_demo.story --kubeconfig PATH   (hack/demo.sh does the set-up)
 
 It installs the CRDs and the shipped runbooks, brings up the demo workloads, starts the
 operator, rolls out a broken dashboard build, opens an Incident, approves the rollback as
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .stack import ROOT, LocalStack
+from .stack import ROOT_ENV, LocalStack
 
 NAMESPACE = "demo"
 
@@ -54,8 +54,8 @@ def start_receiver() -> tuple[ThreadingHTTPServer, str]:
 
 
 class Story:
-    def __init__(self, kubeconfig: str, kubectl: str) -> None:
-        self.stack = LocalStack(kubeconfig, NAMESPACE, kubectl=kubectl, settle="3s")
+    def __init__(self, kubeconfig: str, kubectl: str, root: Path | None = None) -> None:
+        self.stack = LocalStack(kubeconfig, NAMESPACE, kubectl=kubectl, settle="3s", root=root)
         self.kubeconfig = kubeconfig
         self.incident = f"dashboard-outage-{time.strftime('%H%M%S')}"
 
@@ -83,7 +83,7 @@ class Story:
 
     def run(self) -> None:
         say("Installing the CRDs (generated from the pydantic models)")
-        print(self.k("apply", "--server-side", "-f", str(ROOT / "crds")).rstrip())
+        print(self.k("apply", "--server-side", "-f", str(self.stack.root / "crds")).rstrip())
         self.k("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
         self.k(
             "apply",
@@ -250,11 +250,18 @@ class Story:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m incident_operator.demo.story")
+    parser = argparse.ArgumentParser(prog="python -m incident_demo.story")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--kubectl", default=os.environ.get("KUBECTL", "kubectl"))
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help=f"the incident-operator checkout (default: ${ROOT_ENV}, else the one around "
+        "this package)",
+    )
     args = parser.parse_args(argv)
-    Story(args.kubeconfig, args.kubectl).run()
+    Story(args.kubeconfig, args.kubectl, args.root).run()
     return 0
 
 

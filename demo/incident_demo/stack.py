@@ -1,9 +1,12 @@
 """The local demo stack in one place: manifests, secrets, the bridge, local runbooks.
 
-Used by the e2e tests and by ``python -m incident_operator.demo.story``. It applies the demo
+Used by the e2e tests and by ``python -m incident_demo.story``. It applies the demo
 manifests into a namespace, fills the Secrets with the real local credentials, runs the
 data-plane bridge, and rewrites the shipped runbooks' targets (cluster DNS names) to the
 loopback addresses where the real servers listen on this machine.
+
+The manifests, runbooks and CRDs come from an incident-operator checkout: the one named by
+``$INCIDENT_DEMO_ROOT``, else the one this package sits in (``demo/incident_demo/``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,20 @@ from . import _proc
 from .dashboard import init_inventory
 from .dataplane import parse_env_file, state_root
 
-ROOT = Path(__file__).resolve().parents[3]
-MANIFESTS = ROOT / "manifests"
+ROOT_ENV = "INCIDENT_DEMO_ROOT"
+
+
+def repository_root() -> Path:
+    """The checkout whose ``crds/`` and ``manifests/`` the demo applies: ``$INCIDENT_DEMO_ROOT``,
+    else the one around this package; an error names the variable when neither is one."""
+    configured = os.environ.get(ROOT_ENV)
+    root = Path(configured).expanduser() if configured else Path(__file__).resolve().parents[2]
+    if not ((root / "crds").is_dir() and (root / "manifests" / "demo").is_dir()):
+        raise FileNotFoundError(
+            f"{root} is not an incident-operator checkout (no crds/ and manifests/demo/): "
+            f"set {ROOT_ENV} to one"
+        )
+    return root.resolve()
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
@@ -41,9 +56,16 @@ class LocalStack:
     """The demo workloads of one namespace, made real on this machine."""
 
     def __init__(
-        self, kubeconfig: str, namespace: str, kubectl: str = "kubectl", settle: str = "2s"
+        self,
+        kubeconfig: str,
+        namespace: str,
+        kubectl: str = "kubectl",
+        settle: str = "2s",
+        root: Path | None = None,
     ) -> None:
         self.kubeconfig, self.namespace, self.kubectl = kubeconfig, namespace, kubectl
+        self.root = root if root is not None else repository_root()
+        self.manifests = self.root / "manifests"
         self.settle = settle
         self.services = parse_env_file((state_root() / "services.env").read_text())
         self.api_key = secrets.token_hex(16)
@@ -70,7 +92,7 @@ class LocalStack:
 
     def workloads(self) -> list[dict[str, Any]]:
         docs = []
-        for doc in load_documents(MANIFESTS / "demo"):
+        for doc in load_documents(self.manifests / "demo"):
             if doc["kind"] == "Namespace":
                 continue
             doc = copy.deepcopy(doc)
@@ -87,7 +109,7 @@ class LocalStack:
         return docs
 
     def runbooks(self) -> list[dict[str, Any]]:
-        return [self.localize(doc) for doc in load_documents(MANIFESTS / "runbooks")]
+        return [self.localize(doc) for doc in load_documents(self.manifests / "runbooks")]
 
     def localize(self, runbook: dict[str, Any]) -> dict[str, Any]:
         """A shipped runbook pointed at the loopback servers; the steps stay as shipped."""
@@ -144,7 +166,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "incident_operator.demo.dataplane",
+                "incident_demo.dataplane",
                 "--kubeconfig",
                 self.kubeconfig,
                 "--namespace",

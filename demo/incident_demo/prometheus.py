@@ -201,9 +201,9 @@ class PrometheusServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m incident_operator.demo.prometheus --target 127.0.0.1:9000 --api-key-file F``."""
+    """``python -m incident_demo.prometheus --target 127.0.0.1:9000 --api-key-file F``."""
     p = argparse.ArgumentParser(
-        prog="python -m incident_operator.demo.prometheus",
+        prog="python -m incident_demo.prometheus",
         description="Run a local Prometheus scraping the dashboard.",
     )
     p.add_argument("--target", default="127.0.0.1:9000", help="dashboard host:port")

@@ -3,7 +3,7 @@
 kwok pods run no containers. This process watches the Pods of one namespace and, for the apps it
 knows (label ``app``), plays the kubelet's part on this machine:
 
-- ``app=dashboard``: keeps ONE local ``python -m incident_operator.demo.dashboard`` process in step
+- ``app=dashboard``: keeps ONE local ``python -m incident_demo.dashboard`` process in step
   with the newest Running pod. A new pod (rollout restart, new image, rollback) replaces the
   process; the version comes from the image tag (``incident-operator/dashboard:v2-broken`` ->
   ``VERSION=v2-broken``, a broken build). Env vars of the container are resolved like the
@@ -22,7 +22,7 @@ process's stdout/stderr; see hack/README.md and hack/cluster-up.sh.
 State files, one per app: ``<state-dir>/<namespace>/<app>.json`` (pid, pod, podUID, image,
 version, port, url, logFile, status, ...), plus ``bridge.json`` once the first sync is done.
 
-Run: ``python -m incident_operator.demo.dataplane --kubeconfig KUBECONFIG --namespace demo``.
+Run: ``python -m incident_demo.dataplane --kubeconfig KUBECONFIG --namespace demo``.
 """
 
 from __future__ import annotations
@@ -825,7 +825,7 @@ class Bridge:
             pod=pod,
             version=version,
             port=self.cfg.dashboard_port,
-            argv=[self.cfg.python, "-m", "incident_operator.demo.dashboard"],
+            argv=[self.cfg.python, "-m", "incident_demo.dashboard"],
             env=env,
             log_file=self._log_file(pod),
         )
@@ -1018,7 +1018,7 @@ def read_state(
 def parse_args(argv: list[str] | None = None) -> Config:
     root = state_root()
     p = argparse.ArgumentParser(
-        prog="python -m incident_operator.demo.dataplane",
+        prog="python -m incident_demo.dataplane",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     p.add_argument(
