@@ -32,15 +32,15 @@ from .dataplane import parse_env_file, state_root
 ROOT_ENV = "INCIDENT_DEMO_ROOT"
 
 
-def repository_root() -> Path:
-    """The checkout whose ``crds/`` and ``manifests/`` the demo applies: ``$INCIDENT_DEMO_ROOT``,
-    else the one around this package; an error names the variable when neither is one."""
-    configured = os.environ.get(ROOT_ENV)
+def repository_root(explicit: Path | None = None) -> Path:
+    """The checkout whose ``crds/`` and ``manifests/`` the demo applies: ``explicit``, else
+    ``$INCIDENT_DEMO_ROOT``, else the one around this package; an error when it is none."""
+    configured = explicit or os.environ.get(ROOT_ENV)
     root = Path(configured).expanduser() if configured else Path(__file__).resolve().parents[2]
     if not ((root / "crds").is_dir() and (root / "manifests" / "demo").is_dir()):
         raise FileNotFoundError(
             f"{root} is not an incident-operator checkout (no crds/ and manifests/demo/): "
-            f"set {ROOT_ENV} to one"
+            f"point {ROOT_ENV} (or the story's --root) at one"
         )
     return root.resolve()
 
@@ -64,7 +64,7 @@ class LocalStack:
         root: Path | None = None,
     ) -> None:
         self.kubeconfig, self.namespace, self.kubectl = kubeconfig, namespace, kubectl
-        self.root = root if root is not None else repository_root()
+        self.root = repository_root(root)
         self.manifests = self.root / "manifests"
         self.settle = settle
         self.services = parse_env_file((state_root() / "services.env").read_text())
