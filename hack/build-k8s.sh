@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and kwokctl
-# from Go modules into a cache outside the checkout, so CI and later runs reuse them.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (the real node
+# of hack/node.sh), etcd, kwok and kwokctl from Go modules into a cache outside the checkout, so
+# CI and later runs reuse them.
 # Our machines have Go and the module proxy but no Docker and no binary downloads.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,12 +12,16 @@ cache_root="${INCIDENT_OPERATOR_CACHE:-$HOME/.cache/incident-operator}"
 bin_dir="$cache_root/k8s-$K8S_VERSION/bin"
 work_dir="$cache_root/k8s-$K8S_VERSION/src"
 mkdir -p "$bin_dir" "$work_dir"
+# Concurrent runs (parallel scripts, other engineers) wait for each other instead of writing
+# the same files.
+exec {build_lock}>"$cache_root/.build-k8s.lock"
+flock -w 3600 "$build_lock" || { echo "build-k8s.sh: could not lock $cache_root/.build-k8s.lock" >&2; exit 1; }
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 
 log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-k8s_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 all_present() {
   for b in "${k8s_binaries[@]}" etcd kwok kwokctl; do [[ -x "$bin_dir/$b" ]] || return 1; done
 }

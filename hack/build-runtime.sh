@@ -20,6 +20,9 @@ bin_dir="$ctd_dir/bin"
 pause_dir="$cache_root/pause-$PAUSE_VERSION"
 pause_archive="$pause_dir/pause.oci.tar"
 mkdir -p "$bin_dir" "$pause_dir"
+# Concurrent runs wait for each other instead of writing the same files.
+exec {build_lock}>"$cache_root/.build-runtime.lock"
+flock -w 3600 "$build_lock" || { echo "build-runtime.sh: could not lock $cache_root/.build-runtime.lock" >&2; exit 1; }
 
 log() { printf '[build-runtime %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
