@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Starts (or reuses) a local Kubernetes control plane for the operator's tests:
-# etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok-controller, all as
-# local processes ("kwokctl --runtime binary") from the binaries hack/build-k8s.sh builds.
-# Nothing is downloaded. Fake kwok Nodes carry the pods; kwok's exec and logs simulation are
-# switched on so that `kubectl exec` runs commands on this machine and `kubectl logs` reads
-# local files (see "Exec and logs simulation" below and hack/README.md).
+# Starts (or reuses) a local Kubernetes cluster for the operator's tests and demo:
+# - control plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler +
+#   kwok-controller, all as local processes ("kwokctl --runtime binary") from the binaries
+#   hack/build-k8s.sh builds;
+# - one REAL node, "localhost" (label type=real): kubelet + containerd v2 + runc
+#   (hack/node.sh), running images built here without a registry (hack/build-images.sh);
+# - fake kwok nodes (label type=kwok, taint kwok.x-k8s.io/node=fake:NoSchedule) for scale
+#   tests: only pods that tolerate the taint land there, and kwok's exec and logs simulation
+#   serves those pods only.
+# Nothing is downloaded at run time (Go modules, Debian packages and PyPI only while building).
+# Everything listens on 127.0.0.1. After a kill of any of its processes it recovers (see
+# hack/README.md). It ends by proving that a new hostNetwork pod of an image built here gets
+# Ready on the real node.
 #
 # Env: CLUSTER_NAME (default incident-operator), INCIDENT_OPERATOR_STATE (state dir, default
-# ~/.cache/incident-operator/run), KWOK_NODE_COUNT (default 2), CLUSTER_READY_TIMEOUT (s, 180).
+# ~/.cache/incident-operator/run), KWOK_NODE_COUNT (default 2), CLUSTER_READY_TIMEOUT (s, 180),
+# KUBE_APISERVER_PORT (default 6443, on 127.0.0.1), KUBELET_PORT (default 10250).
 # Last stdout line: the kubeconfig path ($STATE_DIR/kubeconfig). Startup seconds go to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,28 +24,44 @@ source "$here/lib.sh"
 take_lock cluster
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=lib-node.sh
+source "$here/lib-node.sh"
 
 t_start="$(date +%s.%N)"
 node_count="${KWOK_NODE_COUNT:-2}"
 ready_timeout="${CLUSTER_READY_TIMEOUT:-180}"
+apiserver_port="${KUBE_APISERVER_PORT:-6443}"
 kubeconfig="$STATE_DIR/kubeconfig"
 logs_dir="$STATE_DIR/logs"
 exec_dir="$STATE_DIR/exec"
 mkdir -p "$STATE_DIR" "$logs_dir" "$exec_dir"
 
-cached_bin="${INCIDENT_OPERATOR_CACHE:-$HOME/.cache/incident-operator}/k8s-$K8S_VERSION/bin"
-[[ -x "$cached_bin/kwokctl" && -x "$cached_bin/kube-apiserver" ]] ||
+[[ -x "$K8S_BIN/kwokctl" && -x "$K8S_BIN/kube-apiserver" && -x "$K8S_BIN/kubelet" ]] ||
   note "building Kubernetes binaries first (hack/build-k8s.sh, ~15 min on 2 cores)"
+[[ -x "$CTD_BIN/containerd" ]] ||
+  note "building containerd $CONTAINERD_VERSION and the pause image first (hack/build-runtime.sh, ~2-4 min)"
 build_err="$(mktemp)"
 trap 'rm -f "$build_err"' EXIT
-bin_dir="$("$here/build-k8s.sh" 2>"$build_err" | tail -n1)" || { cat "$build_err" >&2; die "hack/build-k8s.sh failed"; }
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl; do
+# build SCRIPT [ARGS]: runs a cached build script and prints its last stdout line. Its
+# progress lines ("[build-...]", printed on a cold build only) show as they come; the rest of
+# its stderr only when it fails.
+build() {
+  local script="$1" out rc=0
+  shift
+  out="$(without_lock "$here/$script" "$@" \
+    2> >(tee "$build_err" | grep --line-buffered '^\[build-' | grep -v cached >&2) | tail -n1)" || rc=$?
+  (( rc == 0 )) || { sleep 0.2; cat "$build_err" >&2; die "hack/$script failed"; }
+  echo "$out"
+}
+bin_dir="$(build build-k8s.sh)"
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok kwokctl; do
   [[ -x "$bin_dir/$b" ]] || { cat "$build_err" >&2; die "missing $bin_dir/$b"; }
 done
+build build-runtime.sh >/dev/null
 
 # kwokctl reads KWOK_* variables; pointing every binary at our own build keeps it from
 # downloading anything. The kwok controller inherits this environment, and so do the commands
-# that `kubectl exec` runs.
+# that `kubectl exec` runs on fake nodes.
 export PATH="$bin_dir:$PATH"
 export KWOK_WORKDIR="$STATE_DIR/kwok"
 export KWOK_RUNTIME=binary
@@ -56,9 +80,24 @@ kc() { kubectl --kubeconfig "$kubeconfig" --request-timeout=10s "$@"; }
 api_ready() { [[ -s "$kubeconfig" ]] && [[ "$(kc get --raw /readyz 2>/dev/null)" == ok ]]; }
 cluster_known() { kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
 
-# What flags and KWOK_* variables cannot say: every component listens on 127.0.0.1 only (kwok's
-# default is 0.0.0.0), and kwok's Exec/ClusterExec/Logs/ClusterLogs CRDs are installed and
-# watched by the kwok controller, so their objects can be changed with kubectl at run time.
+# What flags and KWOK_* variables cannot say:
+# - every component listens on 127.0.0.1 only (kwok's default is 0.0.0.0);
+# - the API server has a fixed port: in-cluster clients in hostNetwork pods use
+#   KUBERNETES_SERVICE_HOST=127.0.0.1 and KUBERNETES_SERVICE_PORT=$apiserver_port;
+# - kwok's Exec/ClusterExec/Logs/ClusterLogs CRDs are installed and watched by the kwok
+#   controller, so their objects can be changed with kubectl at run time;
+# - for the real node (componentsPatches): kube-apiserver reaches kubelets by their Hostname
+#   address ("localhost": the real node's --hostname-override, and the kwok controller's server
+#   for fake nodes), never by the InternalIP the kubelet reports (the VM's eth0). It presents
+#   the admin client certificate (O system:masters) to the kubelet's webhook authentication
+#   and verifies the kubelet's serving certificate against the cluster CA (hack/node.sh issues
+#   it). NodeRestriction confines the kubelet's credentials to its own Node and pods (kwokctl
+#   already sets --authorization-mode=Node,RBAC). The kwok controller manages only Nodes
+#   annotated kwok.x-k8s.io/node=fake, so it leaves the real node alone.
+# kwokctl itself gives kube-controller-manager --root-ca-file (so kube-root-ca.crt holds the
+# cluster CA) and --service-account-private-key-file, and the API server the matching
+# ServiceAccount token signing key: ServiceAccount tokens work for in-cluster clients.
+pki_dir="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pki"
 kwok_config="$KWOK_WORKDIR/kwok.yaml"
 mkdir -p "$KWOK_WORKDIR"
 cat >"$kwok_config" <<EOF
@@ -67,7 +106,20 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 options:
   runtime: binary
   bindAddress: 127.0.0.1
+  kubeApiserverPort: $apiserver_port
   enableCRDs: [Exec, ClusterExec, Logs, ClusterLogs]
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - {key: kubelet-preferred-address-types, value: Hostname}
+  - {key: kubelet-client-certificate, value: "$pki_dir/admin.crt"}
+  - {key: kubelet-client-key, value: "$pki_dir/admin.key"}
+  - {key: kubelet-certificate-authority, value: "$pki_dir/ca.crt"}
+  - {key: enable-admission-plugins, value: NodeRestriction}
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
 EOF
 
 # --kubeconfig keeps kwokctl away from ~/.kube/config; write_kubeconfig writes a
@@ -113,6 +165,7 @@ else
     # restarted kwok controller leaves pods Pending for minutes until the node leases of its
     # killed predecessor expire, so start afresh: this cluster only ever holds test and demo
     # objects. Pid files of dead processes go first, so deleting kills nothing by mistake.
+    # The real node notices the new cluster CA and starts clean too (hack/node.sh).
     mode=recreated
     forget_dead_pids
     recreate
@@ -126,18 +179,24 @@ wait_for() {
   local what="$1"; shift
   until "$@" >/dev/null 2>&1; do
     if (( $(date +%s) >= deadline )); then
-      die "timed out after ${ready_timeout}s waiting for $what (cluster $CLUSTER_NAME, logs: kwokctl logs --name $CLUSTER_NAME kube-apiserver|kwok-controller|..., workdir $KWOK_WORKDIR/clusters/$CLUSTER_NAME)"
+      die "timed out after ${ready_timeout}s waiting for $what (cluster $CLUSTER_NAME, logs: kwokctl logs --name $CLUSTER_NAME kube-apiserver|kwok-controller|..., workdir $KWOK_WORKDIR/clusters/$CLUSTER_NAME, node: $NODE_DIR)"
     fi
     sleep 0.5
   done
 }
 wait_for "kube-apiserver /readyz" api_ready
 
+# The real node: containerd + kubelet (reused, started, or recovered after a kill).
+node_mode="$(without_lock "$here/node.sh" up | tail -n1)" || die "hack/node.sh up failed"
+# Images: built when their inputs changed (cached otherwise) and loaded into containerd.
+build build-images.sh >/dev/null
+
 # Fake nodes. kwok manages Nodes annotated kwok.x-k8s.io/node=fake and runs every pod bound to
-# them (Running + Ready right away). They carry NO taint, so pods need no toleration; they
-# have the label type=kwok for nodeSelectors. The kwok node stage adds the Hostname address
-# "localhost" and the kubelet port (= the kwok controller's server), which is how the
-# apiserver reaches exec and logs.
+# them (Running + Ready right away, nothing executed). Their taint
+# kwok.x-k8s.io/node=fake:NoSchedule keeps ordinary pods on the real node; a pod meant for
+# them tolerates the taint and selects nodeSelector {type: kwok}. The kwok node stage adds the
+# Hostname address "localhost" and the kubelet port (= the kwok controller's server), which is
+# how the apiserver reaches exec and logs.
 nodes_yaml=""
 for ((i = 0; i < node_count; i++)); do
   nodes_yaml+="---
@@ -158,6 +217,8 @@ metadata:
 spec:
   podCIDR: 10.244.$i.0/24
   podCIDRs: [10.244.$i.0/24]
+  taints:
+  - {key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}
 status:
   addresses:
   - {type: InternalIP, address: 127.0.0.1}
@@ -167,22 +228,17 @@ status:
 "
 done
 
-# Exec and logs simulation (kwok CRDs, enabled in $kwok_config, so they can be changed at run
-# time with kubectl). Both cluster-wide defaults below have no selector, i.e. they
-# apply to every pod in every namespace:
+# Exec and logs simulation for pods on the FAKE nodes (kwok CRDs, enabled in $kwok_config, so
+# they can be changed at run time with kubectl); pods on the real node have real exec and
+# logs. Both cluster-wide defaults below have no selector, i.e. they apply to every kwok pod:
 # - ClusterExec "incident-operator-local": `kubectl exec POD -- CMD...` runs CMD as a local
 #   process of the kwok controller (this machine, same user, same PATH, cwd $STATE_DIR/exec,
-#   extra env INCIDENT_OPERATOR_STATE). E.g. `kubectl exec p -- redis-cli -p $REDIS_PORT ping`
-#   talks to the local Redis.
-# - ClusterLogs "incident-operator-local": `kubectl logs POD` of any pod/container reads
-#   $STATE_DIR/logs/default.log, a file in CRI log format
-#   ("<RFC3339Nano time> stdout|stderr F <line>").
-# kwok's selectors match pod names and namespaces only (no labels). To give one pod its own
-# file or exec environment, create a namespaced kwok.x-k8s.io/v1alpha1 `Logs` (or `Exec`)
-# object with the SAME name and namespace as the pod, e.g. logsFile
-# $STATE_DIR/logs/<namespace>/<pod>.log; a per-pod object always wins over the ClusterLogs /
-# ClusterExec. Do not add further ClusterLogs/ClusterExec that overlap these defaults: kwok
-# picks among overlapping cluster-wide rules in no fixed order.
+#   extra env INCIDENT_OPERATOR_STATE).
+# - ClusterLogs "incident-operator-local": `kubectl logs POD` reads $STATE_DIR/logs/default.log,
+#   a file in CRI log format ("<RFC3339Nano time> stdout|stderr F <line>").
+# A namespaced kwok.x-k8s.io/v1alpha1 `Logs` (or `Exec`) object with the SAME name and
+# namespace as a pod overrides them for that pod. Do not add further ClusterLogs/ClusterExec
+# that overlap these defaults: kwok picks among overlapping cluster-wide rules in no fixed order.
 default_log="$logs_dir/default.log"
 [[ -e "$default_log" ]] ||
   printf '%s stdout F incident-operator: no log file mapped for this pod (see hack/README.md)\n' \
@@ -225,8 +281,9 @@ wait_for "$node_count kwok nodes to be Ready" nodes_ready
 # Pods are only admitted once the namespace's default ServiceAccount exists.
 wait_for "the default ServiceAccount (kube-controller-manager)" kc get serviceaccount default -n default
 
-# End to end: a Deployment's new pod is created, scheduled and Ready, so a test's first
-# Deployment never finds a component still settling.
+# End to end on the real node: a new pod of the canary Deployment (hostNetwork, the base image
+# built here, imagePullPolicy Never) is created, scheduled, started by containerd and Ready,
+# so a test's first Deployment never finds a component still settling.
 canary_yaml="apiVersion: v1
 kind: Namespace
 metadata: {name: incident-operator-canary}
@@ -240,13 +297,22 @@ spec:
   template:
     metadata: {labels: {app: canary}}
     spec:
-      containers: [{name: canary, image: canary:1}]
+      nodeSelector: {type: real}
+      hostNetwork: true
+      terminationGracePeriodSeconds: 1
+      automountServiceAccountToken: false
+      containers:
+      - name: canary
+        image: $BASE_REF
+        imagePullPolicy: Never
+        command: [sleep, infinity]
+        resources: {requests: {cpu: 1m, memory: 8Mi}}
 "
 canary_applied() { printf '%s' "$canary_yaml" | kc apply -f - && kc -n incident-operator-canary rollout restart deployment/canary; }
 wait_for "the canary Deployment to apply" canary_applied
 canary_ready() { kc -n incident-operator-canary rollout status deployment/canary --timeout=5s; }
-wait_for "a new pod of the canary Deployment to be Ready (scheduler, controller-manager, kwok)" canary_ready
+wait_for "a new pod of the canary Deployment to be Ready on node $NODE_NAME (scheduler, controller-manager, kubelet, containerd)" canary_ready
 
 elapsed="$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
-note "cluster $CLUSTER_NAME ready in ${elapsed}s ($mode start)"
+note "cluster $CLUSTER_NAME ready in ${elapsed}s ($mode start; real node $NODE_NAME: $node_mode)"
 echo "$kubeconfig"
