@@ -46,7 +46,7 @@ def main() -> None:
     policy = Path(tempfile.mkdtemp()) / "policy.yaml"
     policy.write_text("{}\n")
     env = {**os.environ, "KUBECONFIG": args.kubeconfig, "INCIDENT_OPERATOR_POLICY": str(policy),
-           "INCIDENT_OPERATOR_NAMESPACE": namespace, "INCIDENT_OPERATOR_TICK_SECONDS": "10"}
+           "INCIDENT_OPERATOR_NAMESPACE": namespace, "INCIDENT_OPERATOR_RETRY_SECONDS": "10"}
     operator = subprocess.Popen(
         [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import os
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -14,8 +15,10 @@ import httpx
 from .adapters.guard import TargetGuard
 from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
 from .adapters.workloads import Workloads
+from .domain.matching import Candidate
 from .domain.policy import Policy, load_policy
 from .safety import SafetyGate
+from .tasks import Clock, InFlight
 
 
 @dataclasses.dataclass
@@ -24,7 +27,8 @@ class Settings:
 
     namespace: str = "incident-operator"
     policy_file: str | None = None
-    tick_seconds: float = 10.0
+    #: How soon to try again when a step waits for its target or a decision could not act.
+    retry_seconds: float = 10.0
     webhook_host: str = "0.0.0.0"
     webhook_port: int | None = None
     # Mounted from a Secret by the Deployment (secretKeyRef); never logged.
@@ -36,7 +40,7 @@ class Settings:
         return cls(
             namespace=os.environ.get("INCIDENT_OPERATOR_NAMESPACE", "incident-operator"),
             policy_file=os.environ.get("INCIDENT_OPERATOR_POLICY") or None,
-            tick_seconds=float(os.environ.get("INCIDENT_OPERATOR_TICK_SECONDS", "10")),
+            retry_seconds=float(os.environ.get("INCIDENT_OPERATOR_RETRY_SECONDS", "10")),
             webhook_host=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_HOST", "0.0.0.0"),
             webhook_port=int(port) if port else None,
             webhook_token=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_TOKEN") or None,
@@ -52,6 +56,10 @@ class OperatorContext:
         self.kube = kube
         self.http = http
         self.secrets = KubeSecretReader(kube)
+        self.clock = Clock()
+        self.steps = InFlight()
+        # Kopf's live index of Runbooks by namespace, handed over at start-up.
+        self.runbook_index: Mapping[str, Iterable[Candidate]] = {}
         self.gate = SafetyGate(TargetGuard(kube.client), policy)
         # What action executors may use (see actions.base.ActionContext).
         self.clients: dict[str, Any] = {
@@ -70,6 +78,14 @@ class OperatorContext:
         kube = KubeAdapter(load_api_client(kubeconfig))
         return cls(settings, policy, kube, httpx.AsyncClient())
 
+    @staticmethod
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def runbooks(self, namespace: str) -> list[Candidate]:
+        """The parsed Runbooks of a namespace, from the index (no API request)."""
+        return list(self.runbook_index[namespace]) if namespace in self.runbook_index else []
+
     def lock(self, key: str) -> asyncio.Lock:
         """One response step at a time per Incident, across handlers, timers and deliveries."""
         lock = self._locks.get(key)
@@ -83,6 +99,8 @@ class OperatorContext:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        self.clock.close()
+        await self.steps.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

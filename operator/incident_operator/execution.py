@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .actions import catalog  # noqa: F401  (registers every action executor)
 from .actions.base import ActionContext, ActionError, StepResult, run_action
 from .context import OperatorContext
 from .domain.engine import StepToRun, dry_run_result

@@ -1,254 +1,136 @@
-"""Drive one Incident forward: read it, decide, commit status, then act.
+"""Drive one Incident forward: decide, commit, then start what the decision asks for.
 
-Every decision is committed to status before its effects leave the operator (events,
-notifications, runbook steps), so a restart resumes from status and never repeats them.
+A response decision never waits for a runbook step. It brings the lifecycle up to date
+(triage, acknowledgement, escalation, updates, resolution), picks the next step, claims the
+step's target when it is destructive, and commits all of it to status. Only then does it let
+the effects out: Events, notifications, the wake-up for the next due time, and the step,
+which runs as a task of its own (``steps.run``). The step's end triggers the next decision,
+so acknowledgements, escalations and updates are never held up by a running step.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from . import execution
-from .actions import catalog  # noqa: F401  (registers every action executor)
-from .actions.base import StepResult
-from .adapters.guard import TARGET_BUSY
-from .adapters.kube import Conflict, NotFound
-from .adapters.notify import deliver, payload
+from . import commit, notifications, steps
+from .adapters.guard import GuardError, Verdict
 from .context import OperatorContext
-from .domain import engine, lifecycle, matching, runbook_check, timeline
-from .domain.escalation import escalate
-from .domain.story import Decision, Notification, RunbookChoice, Story
-from .domain.policy import LevelPolicy
-from .durations import parse_duration
-from .models.base import TimelineEntry
+from .domain import engine, guarding, lifecycle, matching, schedule
+from .domain.story import RunbookChoice
 from .models.objects import IncidentObject, RunbookObject
-from .models.runbook import OnFailure
-from .safety import GUARD_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-INCIDENTS = "incidents"
-RUNBOOKS = "runbooks"
-MAX_ROUNDS = 64
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-async def choose_runbook(
+def choose_runbook(
     ctx: OperatorContext, incident: IncidentObject
 ) -> tuple[RunbookChoice, RunbookObject | None]:
-    bodies = await ctx.kube.list(RUNBOOKS, incident.metadata.namespace)
-    candidates = []
-    for body in bodies:
-        runbook, problem = runbook_check.parse(body)
-        if runbook is not None:
-            candidates.append(matching.Candidate(runbook, valid=not problem, problem=problem))
+    """The Runbook for the Incident, from the operator's index of its namespace's Runbooks."""
+    candidates = ctx.runbooks(incident.metadata.namespace)
     choice = matching.choose(incident.spec, candidates)
     chosen = next((c.runbook for c in candidates if c.runbook.metadata.name == choice.name), None)
     return choice, chosen
 
 
-async def _commit(
-    ctx: OperatorContext, body: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
-) -> dict[str, Any]:
-    if before == after:
-        return body
-    return await ctx.kube.replace_status(INCIDENTS, body, after)
+async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
+    """Bring the Incident up to date with the policy, the clock and its runbook."""
+
+    async def decide(incident: IncidentObject) -> commit.Change:
+        return await _decide(ctx, incident)
+
+    body = await commit.update(ctx, namespace, name, decide)
+    if body is None:
+        ctx.clock.wake(namespace, name, None)  # deleted: nothing is due any more
 
 
-async def _post_events(
-    ctx: OperatorContext, body: dict[str, Any], entries: list[TimelineEntry]
-) -> None:
-    for entry in entries:
-        await ctx.kube.event(body, entry.type.value, entry.reason, entry.message, entry.time)
-
-
-def _dispatch(
-    ctx: OperatorContext, body: dict[str, Any], notifications: list[Notification]
-) -> None:
-    """Send in the background: a slow receiver must not hold up the response."""
-    meta = body["metadata"]
-    for notification in notifications:
-        for channel in ctx.policy.channels:
-            if notification.severity > channel.max_severity:
-                continue
-            ctx.spawn(
-                _deliver_and_record(ctx, meta["namespace"], meta["name"], channel, notification)
-            )
-
-
-async def _deliver_and_record(
-    ctx: OperatorContext, namespace: str, name: str, channel: Any, notification: Notification
-) -> None:
-    try:
-        url = await ctx.secrets.read(
-            channel.namespace or ctx.settings.namespace,
-            channel.url_secret_ref.name,
-            channel.url_secret_ref.key,
-        )
-    except (LookupError, KeyError) as exc:
-        outcome_ok, detail, attempts = False, f"webhook secret unavailable: {exc}", 0
-    else:
-        result = await deliver(
-            ctx.http,
-            url,
-            channel,
-            payload(channel, notification, name, namespace),
-            notification.key,
-            ctx.policy.delivery_attempts,
-            parse_duration(ctx.policy.delivery_timeout),
-        )
-        outcome_ok, detail, attempts = result.ok, result.detail, result.attempts
-    if outcome_ok:
-        reason, message = (
-            "NotificationDelivered",
-            (
-                f"{notification.kind} notification delivered to {channel.name} ({detail}, "
-                f"attempt {attempts})"
-            ),
-        )
-    else:
-        reason, message = (
-            "NotificationFailed",
-            (
-                f"{notification.kind} notification to {channel.name} failed after {attempts} "
-                f"attempts: {detail}"
-            ),
-        )
-    await record(
-        ctx, namespace, name, reason, message, warning=not outcome_ok, failure=not outcome_ok
-    )
-
-
-async def record(
+async def _claim(
     ctx: OperatorContext,
-    namespace: str,
-    name: str,
-    reason: str,
-    message: str,
-    *,
-    warning: bool = False,
-    failure: bool = False,
-) -> None:
-    """Append one timeline entry (and its Event) outside a decision, e.g. a delivery outcome."""
-    for _ in range(MAX_ROUNDS):
-        try:
-            body = await ctx.kube.get(INCIDENTS, namespace, name)
-        except NotFound:
-            return
-        async with ctx.lock(body["metadata"]["uid"]):
-            incident = IncidentObject.parse(body)
-            status = incident.status.model_copy(deep=True)
-            entry = timeline.append(status, utcnow(), reason, message, warning=warning)
-            if failure and status.notifications is not None:
-                status.notifications.failures += 1
-            try:
-                body = await ctx.kube.replace_status(INCIDENTS, body, status.to_k8s())
-            except Conflict:
-                continue
-            await _post_events(ctx, body, [entry])
-            return
-
-
-async def _guard(
-    ctx: OperatorContext,
-    story: Story,
     incident: IncidentObject,
     runbook: RunbookObject,
     plan: engine.StepToRun,
-    level: LevelPolicy,
-) -> engine.StepToRun | None:
-    """Cooldown, attempt limit and one remediation per target, for destructive steps."""
-    if not ctx.gate.needed(plan, incident):
-        return plan
-    verdict = await ctx.gate.acquire(incident, runbook, plan, story.now)
-    if verdict.granted:
-        if story.status.message and story.status.message.startswith(f"{plan.step.name} waits"):
-            story.status.message = None  # the target is free now
-        return plan
-    if verdict.reason in (TARGET_BUSY, GUARD_UNAVAILABLE):
-        waiting = f"{plan.step.name} waits: {verdict.message}"
-        if story.status.message != waiting:
-            story.status.message = waiting
-            story.log("WaitingForTarget", waiting)
-        return None
-    # Cooling down or out of attempts: retrying would be the loop the limits exist to stop.
-    engine.mark_running(story, plan, dry_run=False)
-    refused = StepResult(False, verdict.message, {"guard": verdict.reason})
-    engine.record_result(story, plan, refused, ctx.policy, level)
-    if plan.step.on_failure != OnFailure.ESCALATE:
-        escalate(
-            story, ctx.policy, level, verdict.reason, f"{plan.step.name} refused: {verdict.message}"
-        )
-    return None
+    now: dt.datetime,
+) -> Verdict:
+    """Take the step's target and record the attempt, before the step is marked Running."""
+    verdict = await ctx.gate.acquire(incident, runbook, plan, now)
+    if not verdict.granted:
+        return verdict
+    try:
+        await ctx.gate.record(incident, runbook, plan, now)
+    except GuardError as exc:
+        await ctx.gate.release(incident, runbook, plan)
+        return Verdict(False, guarding.GUARD_UNAVAILABLE, str(exc), None)
+    return verdict
 
 
-async def _plan(
-    ctx: OperatorContext, incident: IncidentObject
-) -> tuple[Decision, engine.StepToRun | None, RunbookObject | None]:
-    choice, runbook = await choose_runbook(ctx, incident)
-    story = lifecycle.start(incident, utcnow(), ctx.policy)
+async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Change:
+    now = ctx.now()
+    meta = incident.metadata
+    choice, runbook = choose_runbook(ctx, incident)
+    story = lifecycle.start(incident, now, ctx.policy)
     level = lifecycle.advance(story, choice)
-    plan = None
+    plan: engine.StepToRun | None = None
+    claimed = False
+    retry_at: dt.datetime | None = None
     if runbook is not None:
         approvals = {a.step: a for a in incident.spec.approvals}
-        plan = engine.next_step(story, runbook.spec, approvals, ctx.policy, level)
-        if plan is not None:
-            plan = await _guard(ctx, story, incident, runbook, plan, level)
+        in_flight = ctx.steps.running(meta.uid)
+        plan = engine.next_step(story, runbook.spec, approvals, ctx.policy, level, in_flight)
+        if plan is not None and ctx.gate.needed(plan, incident):
+            verdict = await _claim(ctx, incident, runbook, plan, now)
+            claimed = verdict.granted
+            if verdict.reason in guarding.WAITING:
+                retry_at = now + dt.timedelta(seconds=ctx.settings.retry_seconds)
+            plan = guarding.apply_verdict(story, plan, verdict, ctx.policy, level)
         if plan is not None:
             engine.mark_running(story, plan, incident.spec.dry_run)
-    return lifecycle.finish(story), plan, runbook
+    decision = lifecycle.finish(story)
+    due = schedule.next_due(decision.status, ctx.policy, runbook.spec if runbook else None)
+    wake = min((t for t in (due, retry_at) if t is not None), default=None)
+    started = plan
+    if started is not None:
+        ctx.steps.reserve(meta.uid, started.step.name)  # under the Incident's lock
+
+    async def committed(body: dict[str, Any]) -> None:
+        notifications.dispatch(ctx, body, decision.notifications)
+        ctx.clock.wake(meta.namespace, meta.name, _not_before(ctx, wake, now))
+        if started is not None and runbook is not None:
+            ctx.steps.start(meta.uid, steps.run(ctx, incident, runbook, started, claimed, on_due))
+
+    async def abandoned() -> None:
+        if started is not None:
+            ctx.steps.finish(meta.uid)
+        if claimed and plan is not None and runbook is not None:
+            await ctx.gate.release(incident, runbook, plan)
+
+    return commit.Change(decision, committed, abandoned)
 
 
-async def _record_result(
-    ctx: OperatorContext, namespace: str, name: str, plan: engine.StepToRun, result: StepResult
-) -> None:
-    for _ in range(MAX_ROUNDS):
-        body = await ctx.kube.get(INCIDENTS, namespace, name)
-        incident = IncidentObject.parse(body)
-        story = lifecycle.start(incident, utcnow(), ctx.policy)
-        level = ctx.policy.level(incident.status.severity or 4)
-        engine.record_result(story, plan, result, ctx.policy, level)
-        decision = lifecycle.finish(story)
-        try:
-            body = await _commit(ctx, body, incident.status.to_k8s(), decision.status.to_k8s())
-        except Conflict:
-            continue
-        await _post_events(ctx, body, decision.entries)
-        _dispatch(ctx, body, decision.notifications)
-        return
+def _not_before(
+    ctx: OperatorContext, wake: dt.datetime | None, now: dt.datetime
+) -> dt.datetime | None:
+    """A wake-up already due (e.g. a deadline that a decision could not act on) is delayed
+    by the retry interval, so a stuck deadline can never spin the operator."""
+    if wake is None or wake > now:
+        return wake
+    return now + dt.timedelta(seconds=ctx.settings.retry_seconds)
 
 
-async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
-    """Bring the Incident up to date with the policy, the clock and its runbook."""
-    for _ in range(MAX_ROUNDS):
-        try:
-            body = await ctx.kube.get(INCIDENTS, namespace, name)
-        except NotFound:
-            return
-        async with ctx.lock(body["metadata"]["uid"]):
-            incident = IncidentObject.parse(body)
-            decision, plan, runbook = await _plan(ctx, incident)
-            guarded = plan is not None and ctx.gate.needed(plan, incident)
-            try:
-                body = await _commit(ctx, body, incident.status.to_k8s(), decision.status.to_k8s())
-            except Conflict:
-                if guarded and plan is not None and runbook is not None:
-                    await ctx.gate.release(incident, runbook, plan)
-                continue
-            await _post_events(ctx, body, decision.entries)
-            _dispatch(ctx, body, decision.notifications)
-            if plan is None or runbook is None:
-                return
-            try:
-                if guarded:
-                    await ctx.gate.record(incident, runbook, plan, utcnow())
-                result = await execution.execute(ctx, incident, runbook, plan)
-            finally:
-                if guarded:
-                    await ctx.gate.release(incident, runbook, plan)
-            await _record_result(ctx, namespace, name, plan, result)
-    log.warning("incident %s/%s kept changing; will retry on the next tick", namespace, name)
+def index_entry(body: Mapping[str, Any], namespace: str) -> dict[str, str] | None:
+    """The open-Incidents index: unresolved Incidents by namespace (names only)."""
+    status = body.get("status") or {}
+    if status.get("resolvedAt"):
+        return None
+    return {namespace: body["metadata"]["name"]}
+
+
+async def on_due(ctx: OperatorContext, namespace: str, name: str) -> None:
+    """A wake-up or a step's end: decide now; if that fails, try again after a while."""
+    try:
+        await respond(ctx, namespace, name)
+    except Exception:
+        log.exception("incident %s/%s: decision failed; retrying", namespace, name)
+        later = ctx.now() + dt.timedelta(seconds=ctx.settings.retry_seconds)
+        ctx.clock.wake(namespace, name, later)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .adapters.kube import Conflict
 from .context import OperatorContext
 from .domain import conditions as cond
 from .domain import runbook_check
+from .domain.matching import Candidate
 from .models.runbook import RunbookStatus
 
 RUNBOOKS = "runbooks"
@@ -55,3 +57,22 @@ async def validate(ctx: OperatorContext, body: dict[str, Any]) -> None:
         if not status.valid:
             await ctx.kube.event(body, "Warning", "RunbookInvalid", status.message or "")
         return
+
+
+def index_entry(body: Mapping[str, Any], namespace: str) -> dict[str, Candidate] | None:
+    """The Runbook index: each namespace's Runbooks, parsed and checked once per change."""
+    runbook, problem = runbook_check.parse(body)
+    if runbook is None:
+        return None
+    return {namespace: Candidate(runbook, valid=not problem, problem=problem)}
+
+
+async def changed(
+    ctx: OperatorContext, body: dict[str, Any], open_incidents: Mapping[str, Iterable[str]]
+) -> None:
+    """Check a new or changed Runbook, then let the namespace's open Incidents see it."""
+    await validate(ctx, body)
+    namespace = body["metadata"]["namespace"]
+    now = ctx.now()
+    for name in list(open_incidents[namespace]) if namespace in open_incidents else []:
+        ctx.clock.wake(namespace, name, now)

@@ -102,7 +102,9 @@ def test_second_incident_waits_while_the_first_remediates(
             what="second incident waiting for the target",
         )
         assert "holds target deployment-dashboard" in waiting["message"]
-        assert not objects.status("incidents", "second").get("steps")
+        (step,) = objects.status("incidents", "second")["steps"]
+        # Recorded as waiting, never started: no attempt, and the gate's reason as data.
+        assert (step["phase"], step["attempts"], step["blockedBy"]) == ("Pending", 0, "TargetBusy")
 
 
 def test_flapping_service_is_not_restarted_in_a_loop(

@@ -62,8 +62,9 @@ def _spec(action: dict[str, object]) -> RunbookSpec:
 
 def test_target_keys() -> None:
     targets = Targets(postgres=PostgresTarget(host="db", port=5433, database="d", user="u"))
-    restart = RestartWorkload(type="restartWorkload", workload={"name": "Dashboard"})
-    assert restart.target_key("restart", targets) == "deployment-dashboard"
+    workload = {"kind": "StatefulSet", "name": "dashboard"}
+    restart = RestartWorkload(type="restartWorkload", workload=workload)
+    assert restart.target_key("restart", targets) == "statefulset-dashboard"
     job = RunJob(type="runJob", image="busybox", command=["true"])
     assert job.target_key("restore", targets) == "job-restore"
     terminate = _spec({"type": "postgresTerminateBackends", "olderThan": "5m"})

@@ -48,11 +48,11 @@ class StepToRun:
         return self.step.action.default_timeout()
 
 
-def _record(story: Story, name: str) -> StepStatus | None:
+def find_record(story: Story, name: str) -> StepStatus | None:
     return next((s for s in story.status.steps if s.name == name), None)
 
 
-def _upsert(story: Story, record: StepStatus) -> None:
+def upsert(story: Story, record: StepStatus) -> None:
     others = [s for s in story.status.steps if s.name != record.name]
     story.status.steps = [*others, record]
 
@@ -71,7 +71,7 @@ def _finding_value(record: StepStatus, key: str) -> float | None:
 
 def when_holds(story: Story, conditions: list[When]) -> tuple[bool, str]:
     for condition in conditions:
-        record = _record(story, condition.step)
+        record = find_record(story, condition.step)
         if record is None or record.phase not in TERMINAL:
             return False, f"{condition.step} has not run"
         if condition.phases is not None:
@@ -127,7 +127,7 @@ def _await_approval(
     runbook: RunbookSpec,
 ) -> bool:
     """True when the step may run now; otherwise status says what it waits for."""
-    record = _record(story, step.name) or StepStatus(
+    record = find_record(story, step.name) or StepStatus(
         name=step.name, stage=stage, action=step.action.type
     )
     if approval is not None:
@@ -137,7 +137,7 @@ def _await_approval(
             record.message = f"Rejected by {approval.by}" + (
                 f": {approval.comment}" if approval.comment else ""
             )
-            _upsert(story, record)
+            upsert(story, record)
             story.condition(cond.AWAITING_APPROVAL, False, "Rejected", record.message)
             story.log(
                 "StepRejected",
@@ -152,12 +152,12 @@ def _await_approval(
             )
             story.log("StepApproved", f"{step.name} approved by {approval.by}", actor=approval.by)
             record.phase = StepPhase.PENDING
-            _upsert(story, record)
+            upsert(story, record)
         return True
     if record.phase != StepPhase.AWAITING_APPROVAL:
         record.phase, record.approval_requested_at = StepPhase.AWAITING_APPROVAL, story.now
         record.message = "Waiting for approval"
-        _upsert(story, record)
+        upsert(story, record)
         story.condition(
             cond.AWAITING_APPROVAL,
             True,
@@ -174,7 +174,7 @@ def _await_approval(
     limit = policy.scaled(parse_duration(runbook.safety.approval_timeout))
     if waited > limit and not record.approval_escalated:
         record.approval_escalated = True
-        _upsert(story, record)
+        upsert(story, record)
         escalate(
             story,
             policy,
@@ -191,8 +191,14 @@ def next_step(
     approvals: dict[str, Approval],
     policy: Policy,
     level: LevelPolicy,
+    in_flight: str | None = None,
 ) -> StepToRun | None:
-    """The step to run now, or None (waiting, halted or finished: status says which)."""
+    """The step to run now, or None (waiting, halted or finished: status says which).
+
+    ``in_flight`` names the step this operator is running right now for the Incident: its
+    Running record is work in progress. Any other Running record was left by an operator
+    that stopped mid-step, and is resumed or marked Interrupted.
+    """
     status = story.status
     if status.resolved_at is not None or _halted(story, runbook):
         return None
@@ -200,10 +206,12 @@ def next_step(
         if stage == "recovery":
             _diagnosed(story, runbook)
         for step in steps:
-            record = _record(story, step.name)
+            record = find_record(story, step.name)
             if record is not None and record.phase in TERMINAL:
                 continue
             if record is not None and record.phase == StepPhase.RUNNING:
+                if step.name == in_flight:
+                    return None
                 if step.action.idempotent:
                     story.log(
                         "StepResumed",
@@ -213,7 +221,7 @@ def next_step(
                     return StepToRun(step, stage, resumed=True)
                 record.phase, record.finished_at = StepPhase.INTERRUPTED, story.now
                 record.message = "Interrupted by an operator restart; not safe to repeat"
-                _upsert(story, record)
+                upsert(story, record)
                 story.log(
                     "StepInterrupted",
                     f"{step.name} ({step.action.type}) was interrupted "
@@ -230,7 +238,7 @@ def next_step(
                 return None
             holds, why = when_holds(story, step.when)
             if not holds:
-                _upsert(
+                upsert(
                     story,
                     StepStatus(
                         name=step.name,
@@ -271,15 +279,16 @@ def _finish(story: Story, runbook: RunbookSpec) -> None:
 
 
 def mark_running(story: Story, plan: StepToRun, dry_run: bool) -> None:
-    record = _record(story, plan.step.name) or StepStatus(
+    record = find_record(story, plan.step.name) or StepStatus(
         name=plan.step.name, stage=plan.stage, action=plan.step.action.type
     )
     record.phase, record.started_at = StepPhase.RUNNING, story.now
+    record.blocked_by = None
     record.attempts += 1
     record.finished_at = record.duration_seconds = None
     record.dry_run = (dry_run and plan.destructive) or None  # read-only steps run for real
     record.message = "Running"
-    _upsert(story, record)
+    upsert(story, record)
     story.log(
         "StepStarted",
         f"{plan.stage} step {plan.step.name} ({plan.step.action.type}) "
@@ -290,7 +299,7 @@ def mark_running(story: Story, plan: StepToRun, dry_run: bool) -> None:
 def record_result(
     story: Story, plan: StepToRun, result: StepResult, policy: Policy, level: LevelPolicy
 ) -> None:
-    record = _record(story, plan.step.name)
+    record = find_record(story, plan.step.name)
     assert record is not None, "a result for a step that was never marked running"
     record.phase = StepPhase.SUCCEEDED if result.ok else StepPhase.FAILED
     record.finished_at = story.now
@@ -299,7 +308,7 @@ def record_result(
     record.message = result.message[:1024]
     record.findings = {k: str(v)[:512] for k, v in result.findings.items()}
     record.output = result.output
-    _upsert(story, record)
+    upsert(story, record)
     if result.ok:
         story.log("StepSucceeded", f"{plan.step.name}: {result.message}")
         return

@@ -16,8 +16,9 @@ def acknowledge(story: Story, policy: Policy, level: LevelPolicy) -> None:
     spec, status, now = story.incident.spec, story.status, story.now
     assert status.detected_at is not None and status.response_deadline is not None
     if spec.acknowledged_by and status.acknowledged_at is None:
-        status.acknowledged_at, status.acknowledged_by = now, spec.acknowledged_by
-        waited = (now - status.detected_at).total_seconds()
+        acked = story.acted_at("spec.acknowledgedBy")
+        status.acknowledged_at, status.acknowledged_by = acked, spec.acknowledged_by
+        waited = (acked - status.detected_at).total_seconds()
         status.time_to_acknowledge_seconds = round(waited, 3)
         story.condition(
             cond.ACKNOWLEDGED,
@@ -30,7 +31,7 @@ def acknowledge(story: Story, policy: Policy, level: LevelPolicy) -> None:
             f"Acknowledged by {spec.acknowledged_by} after {messages.human_duration(waited)}",
             actor=spec.acknowledged_by,
         )
-        if now > status.response_deadline:
+        if acked > status.response_deadline:
             breach_response(story, level, late_ack=True)
         if cond.find(status.conditions, cond.ESCALATED) and (
             cond.find(status.conditions, cond.ESCALATED).reason == "NotAcknowledged"  # type: ignore[union-attr]

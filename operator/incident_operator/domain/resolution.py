@@ -49,10 +49,11 @@ def resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
     if resolution is None or status.resolved_at is not None:
         return
     assert status.detected_at is not None
-    status.resolved_at, status.resolved_by = now, resolution.resolved_by
+    resolved = story.acted_at("spec.resolution")
+    status.resolved_at, status.resolved_by = resolved, resolution.resolved_by
     if status.time_to_recover_seconds is None:
-        record_recovery(story, now)
-    duration = (now - status.detected_at).total_seconds()
+        record_recovery(story, resolved)
+    duration = (resolved - status.detected_at).total_seconds()
     story.condition(
         cond.RESOLVED,
         True,
@@ -78,7 +79,7 @@ def resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
     items += spec.action_items
     status.review = Review(
         required=review_seconds is not None,
-        due_at=now + policy.scaled(review_seconds) if review_seconds else None,
+        due_at=resolved + policy.scaled(review_seconds) if review_seconds else None,
         action_items=items,
     )
     fields = message_fields(story.incident, status, policy, level, now)

@@ -72,6 +72,15 @@ class Story:
             self.status.conditions, type_, value, reason, message, self.now, self.generation
         )
 
+    def acted_at(self, field: str) -> dt.datetime:
+        """When a person set ``spec.<field>``, as the API server recorded it, not when the
+        operator noticed; ``now`` when the API cannot tell. Never before detection."""
+        when = self.incident.metadata.field_times.get(field)
+        if when is None or when > self.now:
+            return self.now
+        floor = self.status.detected_at or self.incident.metadata.created
+        return max(when, floor) if floor is not None else when
+
     def notify(self, kind: str, number: int, title: str, text: str) -> None:
         uid = self.incident.metadata.uid
         self.notifications.append(

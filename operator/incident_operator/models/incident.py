@@ -396,6 +396,12 @@ class StepStatus(Model):
         description="True once the wait for approval exceeded spec.safety.approvalTimeout and "
         "escalated.",
     )
+    blocked_by: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="Why the step has not started although it is next: the safety gate's "
+        "reason, TargetBusy (another remediation holds the target) or GuardUnavailable (the "
+        "gate's Lease could not be read). Cleared when the step starts.",
+    )
     decided_by: Person | None = Field(
         default=None, description="Who approved or rejected the step."
     )

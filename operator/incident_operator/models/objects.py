@@ -26,12 +26,12 @@ class ObjectMeta:
     resource_version: str | None
     created: dt.datetime | None
     annotations: dict[str, str]
+    #: When each top-level spec field was last written, from ``managedFields``.
+    field_times: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, meta: Mapping[str, Any]) -> ObjectMeta:
-        created = meta.get("creationTimestamp")
-        if isinstance(created, str):
-            created = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        created = _time(meta.get("creationTimestamp"))
         return cls(
             name=meta["name"],
             namespace=meta.get("namespace") or "default",
@@ -40,6 +40,7 @@ class ObjectMeta:
             resource_version=meta.get("resourceVersion"),
             created=created,
             annotations=dict(meta.get("annotations") or {}),
+            field_times=spec_field_times(meta.get("managedFields")),
         )
 
 
@@ -80,3 +81,40 @@ class RunbookObject:
 def _own_status(body: Mapping[str, Any]) -> dict[str, Any]:
     # Kopf may keep its own bookkeeping under status; it is not part of our model.
     return {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def spec_field_times(managed: Any) -> dict[str, dt.datetime]:
+    """``spec.<field>`` -> the time of the newest write by a manager that owns the field.
+
+    The API server stamps each manager's entry with the time of its last change, so this
+    tells when a person acknowledged, approved or resolved, whenever the operator noticed.
+    Unreadable entries are skipped: this is evidence, never a reason to fail.
+    """
+    times: dict[str, dt.datetime] = {}
+    if not isinstance(managed, list):
+        return times
+    for entry in managed:
+        if not isinstance(entry, Mapping) or entry.get("subresource"):
+            continue
+        when = _time(entry.get("time"))
+        spec = (
+            (entry.get("fieldsV1") or {}) if isinstance(entry.get("fieldsV1"), Mapping) else {}
+        ).get("f:spec")
+        if when is None or not isinstance(spec, Mapping):
+            continue
+        for key in spec:
+            if isinstance(key, str) and key.startswith("f:"):
+                field = f"spec.{key[2:]}"
+                if field not in times or times[field] < when:
+                    times[field] = when
+    return times

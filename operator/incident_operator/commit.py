@@ -1,0 +1,87 @@
+"""The one way an Incident's status is written: read, decide, write if changed, retry on conflict.
+
+Every writer of Incident status (the response decision, a step's result, a delivery outcome)
+goes through :func:`update`. It reads the Incident, asks a ``decide`` callback for the new
+status, writes ``/status`` only when it changed, guarded by the resourceVersion the decision
+was based on, and on a conflict reads again and decides again. Only after the write succeeds
+are the decision's effects let out: its timeline entries become Events, and ``on_committed``
+runs (send notifications, start a step). A restarted operator therefore never repeats an
+effect whose decision it cannot find in status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .adapters.kube import Conflict, NotFound
+from .context import OperatorContext
+from .domain.story import Decision
+from .models.objects import IncidentObject
+
+log = logging.getLogger(__name__)
+INCIDENTS = "incidents"
+#: Decisions redone on conflicts before giving up until the next trigger.
+MAX_ROUNDS = 16
+
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class Change:
+    """A decision and what to do once it is (or is not) committed."""
+
+    decision: Decision
+    #: Runs after the write with the stored body: effects that must follow the commit.
+    on_committed: Hook | None = None
+    #: Runs when the decision is not committed (a lost race, an error): undo what was claimed
+    #: for it, e.g. a Lease or the Incident's step slot.
+    on_abandon: Callable[[], Awaitable[None]] | None = None
+
+
+Decide = Callable[[IncidentObject], Awaitable[Change | None]]
+
+
+class StillChanging(Exception):
+    """The Incident changed under every one of ``MAX_ROUNDS`` decisions; try again later."""
+
+
+async def update(
+    ctx: OperatorContext, namespace: str, name: str, decide: Decide
+) -> dict[str, Any] | None:
+    """Commit ``decide``'s change to the Incident; the stored body, or None if it is gone."""
+    for _ in range(MAX_ROUNDS):
+        # Read under the lock: this process's own last write is then always seen, and only
+        # another writer (a person, a second replica) can make the write conflict.
+        async with ctx.lock(f"{namespace}/{name}"):
+            try:
+                body = await ctx.kube.get(INCIDENTS, namespace, name)
+            except NotFound:
+                return None
+            incident = IncidentObject.parse(body)
+            change = await decide(incident)
+            if change is None:
+                return body
+            before, after = incident.status.to_k8s(), change.decision.status.to_k8s()
+            if before != after:
+                try:
+                    body = await ctx.kube.replace_status(INCIDENTS, body, after)
+                except BaseException as exc:
+                    if change.on_abandon is not None:
+                        await change.on_abandon()
+                    if isinstance(exc, Conflict):
+                        continue
+                    raise
+        await post_events(ctx, body, change.decision)
+        if change.on_committed is not None:
+            await change.on_committed(body)
+        return body
+    raise StillChanging(f"incident {namespace}/{name} kept changing during {MAX_ROUNDS} decisions")
+
+
+async def post_events(ctx: OperatorContext, body: dict[str, Any], decision: Decision) -> None:
+    """Mirror the decision's timeline entries as Events, so ``kubectl describe`` tells it."""
+    for entry in decision.entries:
+        await ctx.kube.event(body, entry.type.value, entry.reason, entry.message, entry.time)
