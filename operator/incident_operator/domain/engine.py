@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..durations import parse_duration
-from ..models.incident import Approval, Decision, Diagnosis, StepPhase, StepStatus
+from ..models.incident import Approval, ApprovalDecision, Diagnosis, StepPhase, StepStatus
 from ..models.runbook import OnFailure, RunbookSpec, Step, When
 from . import conditions as cond
 from .escalation import escalate
@@ -132,7 +132,7 @@ def _await_approval(
     )
     if approval is not None:
         record.decided_by = approval.by
-        if approval.decision == Decision.REJECTED:
+        if approval.decision == ApprovalDecision.REJECTED:
             record.phase, record.finished_at = StepPhase.REJECTED, story.now
             record.message = f"Rejected by {approval.by}" + (
                 f": {approval.comment}" if approval.comment else ""

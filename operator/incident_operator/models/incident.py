@@ -182,7 +182,7 @@ class Resolution(Model):
     )
 
 
-class Decision(StrEnum):
+class ApprovalDecision(StrEnum):
     """The answer to a step that waits for approval. Approved: the step runs. Rejected: it
     does not, and the runbook stops."""
 
@@ -196,7 +196,7 @@ class Approval(Model):
     step: LabelName = Field(
         description="Name of the runbook step (one with requiresApproval); one entry per step."
     )
-    decision: Decision
+    decision: ApprovalDecision
     by: Person = Field(description="Who decided, e.g. the incident commander.")
     comment: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="Why; shown with a rejection."
