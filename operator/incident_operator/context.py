@@ -14,7 +14,6 @@ import httpx
 
 from .adapters.guard import TargetGuard
 from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
-from .adapters.workloads import Workloads
 from .domain.matching import Candidate
 from .domain.policy import Policy, load_policy
 from .safety import SafetyGate
@@ -65,7 +64,7 @@ class OperatorContext:
         self.clients: dict[str, Any] = {
             "http": http,
             "kube": kube,
-            "workloads": Workloads(kube.api_client),
+            "kubernetes": kube.client,
         }
         # Weak values: a lock lives only while some handler holds it, so deleted Incidents
         # leave nothing behind and no finalizer is needed to clean up.

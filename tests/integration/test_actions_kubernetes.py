@@ -26,8 +26,11 @@ from kubernetes.client.exceptions import ApiException
 
 from incident_operator.actions import kubernetes as k8s_actions
 from incident_operator.actions.base import ActionContext, ActionError, StepResult, run_action
+from incident_operator.adapters import jobs, pods
+from incident_operator.adapters.client import KubeClient
+from incident_operator.adapters.jobs import JobEnv
 from incident_operator.adapters.kube import KubeAdapter, KubeSecretReader
-from incident_operator.adapters.workloads import JobEnv, Workloads, exec_exit_status
+from incident_operator.adapters.pods import exec_exit_status
 from incident_operator.models.actions import (
     ExecInPod,
     PodLogs,
@@ -97,20 +100,18 @@ def kwok(api_client: kubernetes.client.ApiClient) -> KwokSim | None:
 
 
 @pytest.fixture(scope="session")
-def workloads(api_client: kubernetes.client.ApiClient) -> Workloads:
-    return Workloads(api_client)
+def kube(api_client: kubernetes.client.ApiClient) -> KubeClient:
+    return KubeClient(api_client)
 
 
 @pytest.fixture
-def ctx(
-    namespace: str, api_client: kubernetes.client.ApiClient, workloads: Workloads
-) -> ActionContext:
+def ctx(namespace: str, kube: KubeClient) -> ActionContext:
     return ActionContext(
         namespace=namespace,
         incident="t",
         targets=Targets(),
-        secrets=KubeSecretReader(KubeAdapter(api_client)),
-        clients={"workloads": workloads},
+        secrets=KubeSecretReader(KubeAdapter(kube)),
+        clients={"kubernetes": kube},
         timeout=60,
     )
 
@@ -620,13 +621,22 @@ async def test_pod_logs_counts_pattern_against_threshold(
         await run(PodLogs(type="podLogs", workload={"name": "web"}, container="nope"), ctx)
 
 
-async def test_pod_logs_without_ready_pod_is_not_ready(
+async def test_pod_log_reading_stops_at_the_byte_cap(
+    mapped_logs: list[str], kube: KubeClient, namespace: str
+) -> None:
+    """``limitBytes`` and the streamed read cut the log at the cap, not after reading it."""
+    full = "\n".join(LOG_LINES) + "\n"
+    text, truncated = await pods.log_text(kube, namespace, mapped_logs[0], 100, limit=20)
+    assert truncated and text == full[:20]
+    whole, cut = await pods.log_text(kube, namespace, mapped_logs[0], 100)
+    assert whole == full and not cut
+
+
+async def test_pod_logs_without_ready_pod_fails(
     ctx: ActionContext, apps: kubernetes.client.AppsV1Api, namespace: str
 ) -> None:
     create_deployment(apps, namespace, "idle", replicas=0)
-    from incident_operator.actions.base import ActionNotReady
-
-    with pytest.raises(ActionNotReady, match="Deployment idle has no Ready pod"):
+    with pytest.raises(ActionError, match="Deployment idle has no Ready pod"):
         await run(PodLogs(type="podLogs", workload={"name": "idle"}), ctx)
 
 
@@ -719,6 +729,22 @@ async def test_exec_runs_the_command_and_reports_exit_code(
             (kwok.exec_dir / name).unlink(missing_ok=True)
 
 
+async def test_exec_output_is_capped_while_streaming(
+    web: str, kube: KubeClient, ctx: ActionContext, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command printing more than the cap: the operator keeps the cap's worth of output,
+    closes the stream and reports why the command did not finish."""
+    command = ["sh", "-c", "yes | head -c 2000000"]
+    result = await pods.exec_in_pod(kube, namespace, "Deployment", web, command, limit=8192)
+    assert result.truncated and not result.timed_out and result.exit_code is None
+    assert len(result.stdout) == 8192 and set(result.stdout) == {"y", "\n"}
+    assert result.error == "its output reached the 8 KiB limit, so the operator stopped it"
+    monkeypatch.setenv(k8s_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"]]))
+    step = await run(ExecInPod(type="execInPod", workload={"name": web}, command=command), ctx)
+    assert not step.ok and step.findings["exitCode"] == -1
+    assert "did not finish: its output reached the 64 KiB limit" in step.message
+
+
 async def test_exec_redis_cli_against_the_real_redis(
     web: str,
     ctx: ActionContext,
@@ -793,7 +819,7 @@ def job_named(batch: kubernetes.client.BatchV1Api, namespace: str, name: str) ->
 
 
 async def test_job_spec_wait_log_and_delete(
-    workloads: Workloads,
+    kube: KubeClient,
     job_secret: str,
     batch: kubernetes.client.BatchV1Api,
     core: kubernetes.client.CoreV1Api,
@@ -804,7 +830,8 @@ async def test_job_spec_wait_log_and_delete(
         JobEnv("MODE", value="verify"),
         JobEnv("PGPASSWORD", secret_name=job_secret, secret_key="password"),
     ]
-    name = await workloads.create_job(
+    name = await jobs.create_job(
+        kube,
         namespace,
         "Inc.42",
         IMAGE_V1,
@@ -828,18 +855,18 @@ async def test_job_spec_wait_log_and_delete(
     assert container.env[0].name == "MODE" and container.env[0].value == "verify"
     ref = container.env[1].value_from.secret_key_ref
     assert (ref.name, ref.key) == (job_secret, "password")
-    succeeded, reason, _ = await workloads.wait_for_job(namespace, name, 60)
+    succeeded, reason, _ = await jobs.wait_for_job(kube, namespace, name, 60)
     assert succeeded is True and reason
-    pod, exit_code, text = await workloads.job_log(namespace, name)
+    pod, exit_code, text = await jobs.job_log(kube, namespace, name)
     assert pod is not None and pod.startswith(name)
     assert exit_code == 0
     if kwok is None:
         assert text == "integrity-ok\n"
     else:  # kwok maps every pod without a Logs object of its own to the default file
         assert text == (kwok.logs_dir / "default.log").read_text().split(" F ", 1)[1]
-    await workloads.delete_job(namespace, name)
+    await jobs.delete_job(kube, namespace, name)
     eventually(lambda: not job_named(batch, namespace, name), what=f"Job {name} to be deleted")
-    await workloads.delete_job(namespace, name)  # already gone: fine
+    await jobs.delete_job(kube, namespace, name)  # already gone: fine
 
 
 async def test_run_job_executor_succeeds_and_cleans_up(

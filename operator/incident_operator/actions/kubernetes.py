@@ -2,9 +2,10 @@
 ``docker exec``, recent deployments, one-off jobs).
 
 The step logic only: waiting budgets, findings, messages and the exec allowlist. Every API
-call goes through :class:`incident_operator.adapters.workloads.Workloads`
-(``ctx.clients["workloads"]``), whose errors become :class:`ActionError` here, and
-:class:`ActionNotReady` when the workload has no Ready pod yet.
+call goes through the workload adapters (``adapters.rollouts``, ``rollout_changes``,
+``pods``, ``jobs``, ``events``) with the operator's one
+:class:`~incident_operator.adapters.client.KubeClient` (``ctx.clients["kubernetes"]``); their
+errors (``KubeError``, ``WorkloadError``) become :class:`ActionError` here.
 
 Changes (restart, scale, rollback, resources) wait for the rollout when ``wait`` is true,
 within the step's timeout: a rollout that does not complete in time is a failed step whose
@@ -22,15 +23,12 @@ import shlex
 import time
 from collections.abc import Iterator, Sequence
 
-from ..adapters.workloads import (
-    JobEnv,
-    NoReadyPod,
-    RolloutFailed,
-    RolloutTimeout,
-    WorkloadError,
-    Workloads,
-    WorkloadSummary,
-)
+from ..adapters import events as kube_events
+from ..adapters import jobs, pods, rollout_changes, rollouts
+from ..adapters.client import KubeClient, KubeError
+from ..adapters.jobs import JobEnv
+from ..adapters.rollouts import RolloutFailed, RolloutTimeout, WorkloadSummary
+from ..adapters.workloads import WorkloadError
 from ..durations import format_duration
 from ..models.actions import (
     ExecInPod,
@@ -50,7 +48,6 @@ from .base import (
     MAX_OUTPUT,
     ActionContext,
     ActionError,
-    ActionNotReady,
     Finding,
     StepResult,
     duration_param,
@@ -80,21 +77,19 @@ Findings = dict[str, Finding]
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _workloads(ctx: ActionContext) -> Workloads:
-    client = ctx.clients.get("workloads")
-    if not isinstance(client, Workloads):
-        raise ActionError("no Kubernetes workloads client configured")
+def _kube(ctx: ActionContext) -> KubeClient:
+    client = ctx.clients.get("kubernetes")
+    if not isinstance(client, KubeClient):
+        raise ActionError("no Kubernetes client configured")
     return client
 
 
 @contextlib.contextmanager
 def _api_errors() -> Iterator[None]:
-    """Adapter errors as step errors: no Ready pod may pass later, the rest fails now."""
+    """Adapter errors (API failures, requests that cannot be carried out) as step errors."""
     try:
         yield
-    except NoReadyPod as exc:
-        raise ActionNotReady(str(exc)) from None
-    except WorkloadError as exc:
+    except (KubeError, WorkloadError) as exc:
         raise ActionError(str(exc)) from None
 
 
@@ -132,7 +127,7 @@ def _summary_findings(summary: WorkloadSummary) -> Findings:
 
 
 async def _after_change(
-    ws: Workloads,
+    kube: KubeClient,
     ctx: ActionContext,
     budget: _Budget,
     kind: str,
@@ -144,16 +139,18 @@ async def _after_change(
     """The result of a change: the rollout waited for (or not) and its state as findings."""
     with _api_errors():
         if not wait:
-            summary = await ws.summary(ctx.namespace, kind, name)
+            summary = await rollouts.summary(kube, ctx.namespace, kind, name)
             findings |= _summary_findings(summary)
             return StepResult(True, f"{did}; not waiting for the rollout.", findings)
         try:
-            summary = await ws.wait_for_rollout(ctx.namespace, kind, name, budget.left())
+            summary = await rollouts.wait_for_rollout(
+                kube, ctx.namespace, kind, name, budget.left()
+            )
         except RolloutTimeout as exc:
             findings |= _summary_findings(exc.summary)
             return StepResult(False, f"{did}, but the {exc}.", findings)
         except RolloutFailed as exc:
-            summary = await ws.summary(ctx.namespace, kind, name)
+            summary = await rollouts.summary(kube, ctx.namespace, kind, name)
             findings |= _summary_findings(summary)
             return StepResult(False, f"{did}, but the {exc}.", findings)
     findings |= _summary_findings(summary)
@@ -188,39 +185,46 @@ def _when(value: dt.datetime) -> str:
 
 @register("restartWorkload")
 async def restart_workload(action: RestartWorkload, ctx: ActionContext) -> StepResult:
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     kind, name = _ref(action.workload)
     with _api_errors():
-        stamp = await ws.restart(ctx.namespace, kind, name)
+        stamp = await rollout_changes.restart(kube, ctx.namespace, kind, name)
     return await _after_change(
-        ws, ctx, budget, kind, name, action.wait, f"Restarted {kind} {name}", {"restartedAt": stamp}
+        kube,
+        ctx,
+        budget,
+        kind,
+        name,
+        action.wait,
+        f"Restarted {kind} {name}",
+        {"restartedAt": stamp},
     )
 
 
 @register("scaleWorkload")
 async def scale_workload(action: ScaleWorkload, ctx: ActionContext) -> StepResult:
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     kind, name = _ref(action.workload)
     with _api_errors():
-        previous = await ws.scale(ctx.namespace, kind, name, action.replicas)
+        previous = await rollout_changes.scale(kube, ctx.namespace, kind, name, action.replicas)
     did = (
         f"{kind} {name} already had {action.replicas} replicas"
         if previous == action.replicas
         else f"Scaled {kind} {name} from {previous} to {action.replicas} replicas"
     )
     return await _after_change(
-        ws, ctx, budget, kind, name, action.wait, did, {"previousReplicas": previous}
+        kube, ctx, budget, kind, name, action.wait, did, {"previousReplicas": previous}
     )
 
 
 @register("rollbackDeployment")
 async def rollback_deployment(action: RollbackDeployment, ctx: ActionContext) -> StepResult:
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     kind, name = _ref(action.workload)
     if kind != "Deployment":
         raise ActionError(f"rollbackDeployment needs a Deployment, not {kind} {name}")
     with _api_errors():
-        result = await ws.rollback(ctx.namespace, name, action.to_revision)
+        result = await rollout_changes.rollback(kube, ctx.namespace, name, action.to_revision)
     previous_image, image = ",".join(result.previous_images), ",".join(result.images)
     findings: Findings = {
         "fromRevision": result.from_revision,
@@ -230,7 +234,7 @@ async def rollback_deployment(action: RollbackDeployment, ctx: ActionContext) ->
     }
     if result.skipped:
         with _api_errors():
-            summary = await ws.summary(ctx.namespace, kind, name)
+            summary = await rollouts.summary(kube, ctx.namespace, kind, name)
         return StepResult(
             True,
             f"Deployment {name} already runs the template of revision {result.to_revision} "
@@ -241,20 +245,20 @@ async def rollback_deployment(action: RollbackDeployment, ctx: ActionContext) ->
         f"Rolled back Deployment {name} from revision {result.from_revision} "
         f"(image {previous_image}) to revision {result.to_revision} (image {image})"
     )
-    return await _after_change(ws, ctx, budget, kind, name, action.wait, did, findings)
+    return await _after_change(kube, ctx, budget, kind, name, action.wait, did, findings)
 
 
 @register("setResources")
 async def set_resources(action: SetResources, ctx: ActionContext) -> StepResult:
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     kind, name = _ref(action.workload)
     requests = action.requests.model_dump(exclude_none=True) if action.requests else {}
     limits = action.limits.model_dump(exclude_none=True) if action.limits else {}
     if not requests and not limits:
         raise ActionError("setResources needs requests or limits to set")
     with _api_errors():
-        change = await ws.set_resources(
-            ctx.namespace, kind, name, action.container, requests, limits
+        change = await rollout_changes.set_resources(
+            kube, ctx.namespace, kind, name, action.container, requests, limits
         )
     findings: Findings = {"container": change.container, "changed": change.changed}
     parts = []
@@ -270,7 +274,7 @@ async def set_resources(action: SetResources, ctx: ActionContext) -> StepResult:
         did = f"Set {', '.join(parts)} on container {change.container} of {kind} {name}"
     else:
         did = f"Container {change.container} of {kind} {name} already had {', '.join(parts)}"
-    return await _after_change(ws, ctx, budget, kind, name, action.wait, did, findings)
+    return await _after_change(kube, ctx, budget, kind, name, action.wait, did, findings)
 
 
 # --- diagnostics ------------------------------------------------------------------------------
@@ -280,10 +284,10 @@ async def set_resources(action: SetResources, ctx: ActionContext) -> StepResult:
 async def workload_status(action: WorkloadStatus, ctx: ActionContext) -> StepResult:
     """Fails (a finding of the diagnosis) when the workload is not fully ready and available,
     or a condition reports a failure."""
-    ws = _workloads(ctx)
+    kube = _kube(ctx)
     kind, name = _ref(action.workload)
     with _api_errors():
-        summary = await ws.summary(ctx.namespace, kind, name)
+        summary = await rollouts.summary(kube, ctx.namespace, kind, name)
     findings = _summary_findings(summary) | {"paused": summary.paused}
     message = (
         f"{kind} {name}: {summary.ready}/{summary.replicas} ready, {summary.updated} "
@@ -316,12 +320,12 @@ async def workload_status(action: WorkloadStatus, ctx: ActionContext) -> StepRes
 @register("recentRollouts")
 async def recent_rollouts(action: RecentRollouts, ctx: ActionContext) -> StepResult:
     """Revisions created within the window (informational: the step does not fail)."""
-    ws = _workloads(ctx)
+    kube = _kube(ctx)
     kind, name = _ref(action.workload)
     window = duration_param(action.window)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window)
     with _api_errors():
-        history = await ws.rollouts(ctx.namespace, kind, name)
+        history = await rollouts.rollouts(kube, ctx.namespace, kind, name)
     recent = [r for r in history if r.created >= since]
     findings: Findings = {"rollouts": len(recent), "revisions": len(history)}
     if history:
@@ -361,11 +365,11 @@ async def recent_rollouts(action: RecentRollouts, ctx: ActionContext) -> StepRes
 async def warning_events(action: WarningEvents, ctx: ActionContext) -> StepResult:
     """Warning events of the workload, its ReplicaSets and pods within the window
     (informational: a step condition on the ``warnings`` finding decides what follows)."""
-    ws = _workloads(ctx)
+    kube = _kube(ctx)
     kind, name = _ref(action.workload)
     window = duration_param(action.window)
     with _api_errors():
-        events = await ws.warning_events(ctx.namespace, kind, name, window)
+        events = await kube_events.warning_events(kube, ctx.namespace, kind, name, window)
     findings: Findings = {"warnings": len(events), "occurrences": sum(e.count for e in events)}
     if not events:
         return StepResult(
@@ -391,13 +395,17 @@ async def warning_events(action: WarningEvents, ctx: ActionContext) -> StepResul
 @register("podLogs")
 async def pod_logs(action: PodLogs, ctx: ActionContext) -> StepResult:
     """Fails when more lines than ``threshold`` match ``pattern``."""
-    ws = _workloads(ctx)
+    kube = _kube(ctx)
     kind, name = _ref(action.workload)
     regex = _regex(action.pattern) if action.pattern else None
     with _api_errors():
-        logs = await ws.pod_logs(ctx.namespace, kind, name, action.tail_lines, action.container)
+        logs = await pods.pod_logs(
+            kube, ctx.namespace, kind, name, action.tail_lines, action.container
+        )
     lines = logs.text.splitlines()
     findings: Findings = {"pod": logs.pod, "lines": len(lines)}
+    if logs.truncated:  # longer than the byte cap: these are its first lines
+        findings["truncated"] = True
     where = f"pod {logs.pod}" + (f" (container {logs.container})" if logs.container else "")
     if regex is None:
         return StepResult(
@@ -465,12 +473,12 @@ async def exec_in_pod(action: ExecInPod, ctx: ActionContext) -> StepResult:
     shown = _show(action.command)
     if not exec_allowed(action.command, exec_allowlist()):
         raise ActionError(f"command not allowed in execInPod: {shown} (see {ALLOWLIST_ENV})")
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     kind, name = _ref(action.workload)
     regex = _regex(action.pattern) if action.pattern else None
     with _api_errors():
-        result = await ws.exec(
-            ctx.namespace, kind, name, action.command, action.container, budget.left()
+        result = await pods.exec_in_pod(
+            kube, ctx.namespace, kind, name, action.command, action.container, budget.left()
         )
     exit_code = result.exit_code if result.exit_code is not None else -1
     findings: Findings = {"pod": result.pod, "exitCode": exit_code}
@@ -516,10 +524,11 @@ async def run_job(action: RunJob, ctx: ActionContext) -> StepResult:
 
     Secret values are referenced (``secretKeyRef``), never read by the operator.
     """
-    ws, budget = _workloads(ctx), _Budget(ctx)
+    kube, budget = _kube(ctx), _Budget(ctx)
     env = _job_env(action)
     with _api_errors():
-        result = await ws.run_job(
+        result = await jobs.run_job(
+            kube,
             ctx.namespace,
             ctx.incident,
             action.image,
