@@ -22,7 +22,6 @@ __all__ = [
     "MAX_OUTPUT",
     "ActionContext",
     "ActionError",
-    "ActionNotReady",
     "Finding",
     "SecretReader",
     "StepResult",
@@ -36,10 +35,6 @@ __all__ = [
 
 class ActionError(Exception):
     """The action could not be carried out; the message is safe to show in status."""
-
-
-class ActionNotReady(ActionError):
-    """A precondition is not met yet (e.g. no pod exists); retrying later may succeed."""
 
 
 class SecretReader(Protocol):

@@ -34,10 +34,6 @@ class HttpTimeout(HttpError):
     """No complete response within the timeout."""
 
 
-class PrometheusError(HttpError):
-    """Prometheus answered, but not with an instant vector or scalar."""
-
-
 @dataclasses.dataclass(frozen=True)
 class HttpResponse:
     status_code: int
@@ -184,26 +180,24 @@ class PrometheusClient:
         except HttpError as exc:
             raise HttpError(f"cannot query Prometheus: {exc}") from None
         if response.truncated:
-            raise PrometheusError(f"Prometheus at {self.url} answered more than 16 MiB")
+            raise HttpError(f"Prometheus at {self.url} answered more than 16 MiB")
         try:
             payload = json.loads(response.body)
         except ValueError:
-            raise PrometheusError(
+            raise HttpError(
                 f"Prometheus at {self.url} answered HTTP {response.status_code} without JSON;"
                 " is the URL that of a Prometheus server?"
             ) from None
         if not isinstance(payload, dict):
-            raise PrometheusError(f"Prometheus at {self.url} answered an unexpected JSON value")
+            raise HttpError(f"Prometheus at {self.url} answered an unexpected JSON value")
         if payload.get("status") != "success" or response.status_code != 200:
             kind = str(payload.get("errorType") or f"HTTP {response.status_code}")
             error = str(payload.get("error") or "no error message")[:300]
-            raise PrometheusError(f"Prometheus at {self.url} rejected the query: {kind}: {error}")
+            raise HttpError(f"Prometheus at {self.url} rejected the query: {kind}: {error}")
         try:
             return self._parse(payload["data"])
         except (KeyError, IndexError, TypeError, ValueError):
-            raise PrometheusError(
-                f"Prometheus at {self.url} answered a malformed query result"
-            ) from None
+            raise HttpError(f"Prometheus at {self.url} answered a malformed query result") from None
 
     def _parse(self, data: dict[str, Any]) -> QueryResult:
         result_type = data["resultType"]
@@ -220,8 +214,8 @@ class PrometheusClient:
         if result_type == "scalar":
             return QueryResult("scalar", [Sample({}, _number(result[1]))])
         if result_type == "matrix":
-            raise PrometheusError(
+            raise HttpError(
                 "the query returned a range vector; use an instant vector or a scalar"
                 " (e.g. wrap it in rate(), or drop the [range] selector)"
             )
-        raise PrometheusError(f"the query returned a {result_type}, not a vector or scalar")
+        raise HttpError(f"the query returned a {result_type}, not a vector or scalar")

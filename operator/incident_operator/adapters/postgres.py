@@ -36,10 +36,6 @@ class PostgresError(Exception):
     """A PostgreSQL operation failed; the message is safe to show (no secrets)."""
 
 
-class PostgresUnavailable(PostgresError):
-    """The server could not be reached or refused the login."""
-
-
 class StatementStatsUnavailable(PostgresError):
     """pg_stat_statements is not installed in the database or not preloaded."""
 
@@ -178,7 +174,7 @@ class PostgresClient:
                 autocommit=True,
             )
         except psycopg.Error as exc:
-            raise PostgresUnavailable(
+            raise PostgresError(
                 f"cannot connect to PostgreSQL {info.address} as {info.user}: "
                 f"{_connect_reason(exc)} ({type(exc).__name__})"
             ) from None
