@@ -17,7 +17,7 @@
 #    its k8s.io namespace (pods use imagePullPolicy: Never).
 #
 # Usage: hack/build-images.sh [NAME...]   NAME: operator postgres redis prometheus dashboard
-#        (default all). Env: DASHBOARD_APP (path of the dashboard module; default the first of
+#        (default all; "base" builds only the base). Env: DASHBOARD_APP (path of the dashboard module; default the first of
 #        demo/incident_demo/dashboard.py, demo/dashboard.py,
 #        operator/incident_operator/demo/dashboard.py), INCIDENT_OPERATOR_CACHE,
 #        INCIDENT_OPERATOR_STATE. Podman's storage and configuration live in $cache/podman.
@@ -231,16 +231,16 @@ all=(operator postgres redis prometheus dashboard dashboard-broken)
 
 wanted=("$@")
 (( ${#wanted[@]} )) || wanted=("${all[@]}")
+[[ "${wanted[*]}" == base ]] && wanted=()
 for n in "${wanted[@]}"; do
-  [[ -n "${ref[$n]:-}" ]] || die "unknown image '$n' (known: ${all[*]})"
+  [[ -n "${ref[$n]:-}" ]] || die "unknown image '$n' (known: base ${all[*]})"
   [[ "$n" == dashboard ]] && wanted+=(dashboard-broken)
 done
 
 stage_root="$(mktemp -d "$IMAGES_DIR/.stage.XXXXXX")"
 trap 'rm -rf "$stage_root"' EXIT
 declare -A done_
-built=0
-for n in "${wanted[@]}"; do
+for n in ${wanted[@]+"${wanted[@]}"}; do
   [[ -n "${done_[$n]:-}" ]] && continue
   done_[$n]=1
   ctx="$stage_root/$n"
@@ -265,12 +265,9 @@ for n in "${wanted[@]}"; do
     find "$IMAGES_DIR" -maxdepth 1 -name "$n-*.tar" -not -name "$n-$key.tar" -delete
     size="$(podman image inspect --format '{{.Size}}' "${ref[$n]}")"
     log "${ref[$n]}: $(( size / 1000000 )) MB, built in $(( $(date +%s) - t0 ))s"
-    built=1
   fi
   record "${ref[$n]}" "$archive" "$key"
 done
-# Old images of podman's own storage (the archives are what counts).
-(( built )) && { podman image prune -f >/dev/null 2>&1 || true; }
 
 # Loading needs no lock on the archives (another state dir's node may be loading them too).
 exec {images_lock}>&-

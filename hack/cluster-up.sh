@@ -15,7 +15,9 @@
 #
 # Env: CLUSTER_NAME (default incident-operator), INCIDENT_OPERATOR_STATE (state dir, default
 # ~/.cache/incident-operator/run), KWOK_NODE_COUNT (default 2), CLUSTER_READY_TIMEOUT (s, 180),
-# KUBE_APISERVER_PORT (default 6443, on 127.0.0.1), KUBELET_PORT (default 10250).
+# KUBE_APISERVER_PORT (default 6443, on 127.0.0.1), KUBELET_PORT (default 10250),
+# CLUSTER_IMAGES (which images of hack/build-images.sh to build and load: default all of them;
+# "base" for the canary's base image only).
 # Last stdout line: the kubeconfig path ($STATE_DIR/kubeconfig). Startup seconds go to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -189,7 +191,8 @@ wait_for "kube-apiserver /readyz" api_ready
 # The real node: containerd + kubelet (reused, started, or recovered after a kill).
 node_mode="$(without_lock "$here/node.sh" up | tail -n1)" || die "hack/node.sh up failed"
 # Images: built when their inputs changed (cached otherwise) and loaded into containerd.
-build build-images.sh >/dev/null
+# shellcheck disable=SC2086 # a list of names
+build build-images.sh ${CLUSTER_IMAGES:-} >/dev/null
 
 # Fake nodes. kwok manages Nodes annotated kwok.x-k8s.io/node=fake and runs every pod bound to
 # them (Running + Ready right away, nothing executed). Their taint

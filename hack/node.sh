@@ -118,9 +118,13 @@ reset_runtime() {
   done < <(awk -v p="$NODE_DIR/" 'index($5, p) == 1 { print length($5) "\t" $5 }' /proc/self/mountinfo |
            sort -rn | cut -f2- | sed 's/\\040/ /g')
   rm -rf "$CTD_DIR/state" "$cni_dir/ipam" "$CTD_SOCK" "$CTD_SOCK.ttrpc" "$ctd_pid" "$kubelet_pid"
-  # Shims always put their sockets in /run/containerd/s; with none of them left, all are stale.
-  if [[ -d "$SHIM_SOCKET_DIR" && -z "$(pids_matching containerd-shim-runc-v2)" ]]; then
-    rm -rf "$SHIM_SOCKET_DIR"
+  # Shims always put their sockets in /run/containerd/s: remove those nobody listens on.
+  if [[ -d "$SHIM_SOCKET_DIR" ]]; then
+    local listening
+    listening="$(ss -xlH 2>/dev/null | awk '{ print $5 }')"
+    for m in "$SHIM_SOCKET_DIR"/*; do
+      [[ -S "$m" ]] && ! grep -qxF "$m" <<<"$listening" && rm -f "$m"
+    done
   fi
   while read -r m; do rmdir "$m" 2>/dev/null || true; done < <(cgroup_dirs)
   if [[ "${1:-}" == all ]]; then
