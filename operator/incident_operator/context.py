@@ -104,4 +104,4 @@ class OperatorContext:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.http.aclose()
-        self.kube.api_client.close()
+        self.kube.client.close()

@@ -25,6 +25,7 @@ import redis
 from kubernetes.client.exceptions import ApiException
 
 from incident_operator.actions import kubernetes as k8s_actions
+from incident_operator.actions import pods as pod_actions
 from incident_operator.actions.base import ActionContext, ActionError, StepResult, run_action
 from incident_operator.adapters import jobs, pods
 from incident_operator.adapters.client import KubeClient
@@ -646,7 +647,7 @@ async def test_pod_logs_without_ready_pod_fails(
 async def test_exec_refuses_commands_outside_the_allowlist(
     ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(k8s_actions.ALLOWLIST_ENV, raising=False)
+    monkeypatch.delenv(pod_actions.ALLOWLIST_ENV, raising=False)
     for command in (
         ["sh", "-c", "rm -rf /"],
         ["df"],
@@ -661,17 +662,17 @@ async def test_exec_refuses_commands_outside_the_allowlist(
             ExecInPod(type="execInPod", workload={"name": "web"}, command=["sh", "-c", "rm -rf /"]),
             ctx,
         )
-    monkeypatch.setenv(k8s_actions.ALLOWLIST_ENV, '[["df", "-h"]]')
+    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, '[["df", "-h"]]')
     with pytest.raises(ActionError, match="not allowed in execInPod: redis-cli ping"):
         await run(
             ExecInPod(type="execInPod", workload={"name": "web"}, command=["redis-cli", "ping"]),
             ctx,
         )
-    monkeypatch.setenv(k8s_actions.ALLOWLIST_ENV, '[["df"], []]')
+    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, '[["df"], []]')
     with pytest.raises(ActionError, match="must be a JSON list of non-empty"):
         await run(ExecInPod(type="execInPod", workload={"name": "web"}, command=["df"]), ctx)
-    assert k8s_actions.exec_allowed(["df", "-h", "/data"], k8s_actions.DEFAULT_EXEC_ALLOWLIST)
-    assert not k8s_actions.exec_allowed(["df", "-i"], k8s_actions.DEFAULT_EXEC_ALLOWLIST)
+    assert pod_actions.exec_allowed(["df", "-h", "/data"], pod_actions.DEFAULT_EXEC_ALLOWLIST)
+    assert not pod_actions.exec_allowed(["df", "-i"], pod_actions.DEFAULT_EXEC_ALLOWLIST)
 
 
 async def test_exec_runs_the_command_and_reports_exit_code(
@@ -679,7 +680,7 @@ async def test_exec_runs_the_command_and_reports_exit_code(
 ) -> None:
     """``sh`` is allowlisted only here. On kwok the command runs on this machine, in the
     ClusterExec workDir, where the test sees the file it wrote; on kind, in the container."""
-    monkeypatch.setenv(k8s_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"], ["cat"]]))
+    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"], ["cat"]]))
     token = secrets.token_hex(8)
     name = f"exec-test-{token}.txt"
     try:
@@ -739,7 +740,7 @@ async def test_exec_output_is_capped_while_streaming(
     assert result.truncated and not result.timed_out and result.exit_code is None
     assert len(result.stdout) == 8192 and set(result.stdout) == {"y", "\n"}
     assert result.error == "its output reached the 8 KiB limit, so the operator stopped it"
-    monkeypatch.setenv(k8s_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"]]))
+    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"]]))
     step = await run(ExecInPod(type="execInPod", workload={"name": web}, command=command), ctx)
     assert not step.ok and step.findings["exitCode"] == -1
     assert "did not finish: its output reached the 64 KiB limit" in step.message
@@ -756,7 +757,7 @@ async def test_exec_redis_cli_against_the_real_redis(
     against the Redis of hack/services-up.sh; the test reads the key back with a client."""
     if kwok is None:
         pytest.skip("needs kwok's local exec simulation (a real pod cannot reach the local Redis)")
-    monkeypatch.delenv(k8s_actions.ALLOWLIST_ENV, raising=False)
+    monkeypatch.delenv(pod_actions.ALLOWLIST_ENV, raising=False)
     host, port = services_env["REDIS_HOST"], services_env["REDIS_PORT"]
     key, value = f"incident-operator-test:{secrets.token_hex(6)}", secrets.token_hex(6)
     client = redis.Redis(host=host, port=int(port), db=12)

@@ -65,9 +65,9 @@ EXECUTORS: dict[str, Executor] = {}
 ExecutorOf = Callable[[A, ActionContext], Awaitable[StepResult]]
 
 
-def executor(action: type[ActionModel] | str) -> Callable[[ExecutorOf[A]], ExecutorOf[A]]:
+def executor(action: type[ActionModel]) -> Callable[[ExecutorOf[A]], ExecutorOf[A]]:
     """Register the function that runs one action type of the ``Action`` union."""
-    action_type = action if isinstance(action, str) else action.type_name()
+    action_type = action.type_name()
 
     def register(func: ExecutorOf[A]) -> ExecutorOf[A]:
         if action_type in EXECUTORS:
