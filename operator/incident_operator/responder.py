@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import commit, notifications, steps
-from .adapters.guard import GuardError, Verdict
+from .adapters.guard import GuardError
 from .context import OperatorContext
 from .domain import engine, guarding, lifecycle, matching, schedule
+from .domain.guarding import Verdict
 from .domain.story import RunbookChoice
 from .models.objects import IncidentObject, RunbookObject
 

@@ -12,14 +12,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 
-from .adapters.guard import GRANTED, GuardError, TargetGuard, Verdict
+from .adapters.guard import GuardError, TargetGuard
 from .adapters.kube import KubeError
 from .domain.engine import StepToRun
+from .domain.guarding import GRANTED, GUARD_UNAVAILABLE, Verdict
 from .domain.policy import Policy
 from .durations import parse_duration
 from .models.objects import IncidentObject, RunbookObject
 
-GUARD_UNAVAILABLE = "GuardUnavailable"
 #: The per-action Lease only enforces the cooldown; the per-target one counts attempts.
 UNLIMITED = 10_000
 

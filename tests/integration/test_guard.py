@@ -16,14 +16,16 @@ import pytest
 from incident_operator.adapters.client import KubeClient
 from incident_operator.adapters.guard import (
     ATTEMPTS_ANNOTATION,
-    COOLDOWN_ACTIVE,
-    GRANTED,
-    MAX_ATTEMPTS_REACHED,
     MAX_KEPT_ATTEMPTS,
-    TARGET_BUSY,
     GuardError,
     TargetGuard,
     lease_name,
+)
+from incident_operator.domain.guarding import (
+    COOLDOWN_ACTIVE,
+    GRANTED,
+    MAX_ATTEMPTS_REACHED,
+    TARGET_BUSY,
 )
 
 pytestmark = pytest.mark.cluster

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 from incident_operator.domain import conditions as cond
@@ -30,14 +29,6 @@ RUNBOOK = RunbookSpec.model_validate(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    granted: bool
-    reason: str
-    message: str
-    retry_at: dt.datetime | None = None
-
-
 def _story(status: object = None) -> tuple[Story, engine.StepToRun]:
     body = {
         "metadata": {"name": "i", "namespace": "n", "uid": "u", "generation": 1},
@@ -53,7 +44,7 @@ def _story(status: object = None) -> tuple[Story, engine.StepToRun]:
 
 def test_a_busy_target_makes_the_step_wait_and_says_why_once() -> None:
     story, plan = _story()
-    busy = Verdict(False, guarding.TARGET_BUSY, "held by incident x")
+    busy = guarding.Verdict(False, guarding.TARGET_BUSY, "held by incident x")
     assert guarding.apply_verdict(story, plan, busy, POLICY, POLICY.level(2)) is None
     record = engine.find_record(story, "restart")
     assert record is not None and record.blocked_by == guarding.TARGET_BUSY
@@ -68,11 +59,11 @@ def test_a_busy_target_makes_the_step_wait_and_says_why_once() -> None:
 def test_a_granted_verdict_clears_the_wait() -> None:
     story, plan = _story()
     guarding.apply_verdict(
-        story, plan, Verdict(False, guarding.TARGET_BUSY, "busy"), POLICY, POLICY.level(2)
+        story, plan, guarding.Verdict(False, guarding.TARGET_BUSY, "busy"), POLICY, POLICY.level(2)
     )
     status = lifecycle.finish(story).status.to_k8s()
     again, plan = _story(status)
-    granted = Verdict(True, guarding.GRANTED, "granted")
+    granted = guarding.Verdict(True, guarding.GRANTED, "granted")
     assert guarding.apply_verdict(again, plan, granted, POLICY, POLICY.level(2)) is plan
     record = engine.find_record(again, "restart")
     assert record is not None and record.blocked_by is None and again.status.message is None
@@ -80,7 +71,7 @@ def test_a_granted_verdict_clears_the_wait() -> None:
 
 def test_a_cooldown_fails_the_step_and_escalates() -> None:
     story, plan = _story()
-    cooling = Verdict(False, guarding.COOLDOWN_ACTIVE, "cooling down until 12:10")
+    cooling = guarding.Verdict(False, guarding.COOLDOWN_ACTIVE, "cooling down until 12:10")
     assert guarding.apply_verdict(story, plan, cooling, POLICY, POLICY.level(2)) is None
     record = engine.find_record(story, "restart")
     assert record is not None and record.phase == StepPhase.FAILED

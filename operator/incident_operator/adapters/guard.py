@@ -30,6 +30,13 @@ import json
 import math
 import re
 
+from ..domain.guarding import (
+    COOLDOWN_ACTIVE,
+    GRANTED,
+    MAX_ATTEMPTS_REACHED,
+    TARGET_BUSY,
+    Verdict,
+)
 from ..durations import format_duration
 from .client import (
     API_GROUP,
@@ -52,11 +59,6 @@ DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_RETENTION_SECONDS = 7 * 86400.0
 MAX_CONFLICT_RETRIES = 10
 
-GRANTED = "Granted"
-TARGET_BUSY = "TargetBusy"
-COOLDOWN_ACTIVE = "CooldownActive"
-MAX_ATTEMPTS_REACHED = "MaxAttemptsReached"
-
 
 class GuardError(Exception):
     """The guard could not finish: the Lease kept changing under it, or the holder that
@@ -65,16 +67,6 @@ class GuardError(Exception):
     API failures reaching the Lease are :class:`~.client.KubeError` (``Forbidden`` when the
     operator may not touch Leases, ``Unavailable`` when the API server does not answer).
     """
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    granted: bool
-    reason: str
-    """``Granted``, ``TargetBusy``, ``CooldownActive`` or ``MaxAttemptsReached``."""
-    message: str
-    retry_at: dt.datetime | None = None
-    """When asking again may succeed (expiry, end of cooldown or of the window)."""
 
 
 def lease_name(key: str) -> str:
@@ -142,7 +134,7 @@ def holder_of(lease: JSON | None, now: dt.datetime) -> tuple[str | None, dt.date
     return str(holder), expiry
 
 
-def decide(
+def lease_verdict(
     lease: JSON | None,
     key: str,
     holder: str,
@@ -295,7 +287,7 @@ class TargetGuard:
         duration = max(1, math.ceil(lease_duration_s or self.lease_duration_s))
         for _ in range(MAX_CONFLICT_RETRIES):
             lease = await self.read(namespace, key)
-            verdict = decide(lease, key, holder, cooldown_s, max_attempts, window_s, now)
+            verdict = lease_verdict(lease, key, holder, cooldown_s, max_attempts, window_s, now)
             if not verdict.granted:
                 return verdict
             if lease is None:

@@ -7,8 +7,8 @@ Waiting is recorded in the step's ``blockedBy``, so nothing depends on a message
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Protocol
 
 from ..models.incident import StepStatus
 from ..models.runbook import OnFailure
@@ -31,18 +31,17 @@ MAX_ATTEMPTS_REACHED = "MaxAttemptsReached"
 WAITING = frozenset({TARGET_BUSY, GUARD_UNAVAILABLE})
 
 
-class Verdict(Protocol):
-    @property
-    def granted(self) -> bool: ...
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The gate's answer for one destructive step."""
 
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
-
-    @property
-    def retry_at(self) -> dt.datetime | None: ...
+    granted: bool
+    #: GRANTED or one of the refusals above.
+    reason: str
+    #: Safe to show in status: which target, held by whom, until when.
+    message: str
+    #: When asking again may succeed (expiry, end of cooldown or of the window).
+    retry_at: dt.datetime | None = None
 
 
 def apply_verdict(
