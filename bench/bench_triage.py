@@ -34,8 +34,10 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--incidents", type=int, default=100)
-    parser.add_argument("--kubeconfig", default=str(
-        Path.home() / ".cache" / "incident-operator" / "run" / "kubeconfig"))
+    parser.add_argument(
+        "--kubeconfig",
+        default=str(Path.home() / ".cache" / "incident-operator" / "run" / "kubeconfig"),
+    )
     args = parser.parse_args()
     configuration = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(args.kubeconfig, client_configuration=configuration)
@@ -45,42 +47,73 @@ def main() -> None:
     core.create_namespace({"metadata": {"name": namespace}})
     policy = Path(tempfile.mkdtemp()) / "policy.yaml"
     policy.write_text("{}\n")
-    env = {**os.environ, "KUBECONFIG": args.kubeconfig, "INCIDENT_OPERATOR_POLICY": str(policy),
-           "INCIDENT_OPERATOR_NAMESPACE": namespace, "INCIDENT_OPERATOR_RETRY_SECONDS": "10"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": args.kubeconfig,
+        "INCIDENT_OPERATOR_POLICY": str(policy),
+        "INCIDENT_OPERATOR_NAMESPACE": namespace,
+        "INCIDENT_OPERATOR_RETRY_SECONDS": "10",
+    }
     operator = subprocess.Popen(
         [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(3)  # start-up (login, CRD discovery) is not what this measures
         idle = rss_mib(operator.pid)
         started = time.monotonic()
         for i in range(args.incidents):
-            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "incidents", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Incident",
-                "metadata": {"name": f"inc-{i}"},
-                "spec": {"service": "dashboard", "summary": f"bench {i}", "severity": 1 + i % 4}})
+            custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "incidents",
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "Incident",
+                    "metadata": {"name": f"inc-{i}"},
+                    "spec": {
+                        "service": "dashboard",
+                        "summary": f"bench {i}",
+                        "severity": 1 + i % 4,
+                    },
+                },
+            )
         created = time.monotonic() - started
         deadline = started + 600
         while time.monotonic() < deadline:
-            items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                         "incidents")["items"]
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "incidents")[
+                "items"
+            ]
             done = sum(1 for item in items if (item.get("status") or {}).get("phase"))
             if done == args.incidents:
                 break
             time.sleep(0.2)
         elapsed = time.monotonic() - started
-        print(f"created {args.incidents} incidents in {created:.1f}s; all triaged after "
-              f"{elapsed:.1f}s ({args.incidents / elapsed:.1f} incidents/s)")
-        print(f"operator RSS: {idle:.0f} MiB idle, {rss_mib(operator.pid):.0f} MiB with "
-              f"{args.incidents} incidents")
+        print(
+            f"created {args.incidents} incidents in {created:.1f}s; all triaged after "
+            f"{elapsed:.1f}s ({args.incidents / elapsed:.1f} incidents/s)"
+        )
+        print(
+            f"operator RSS: {idle:.0f} MiB idle, {rss_mib(operator.pid):.0f} MiB with "
+            f"{args.incidents} incidents"
+        )
     finally:
         operator.terminate()
         operator.wait(timeout=60)
-        for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                         "incidents")["items"]:
-            custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "incidents",
-                                                  item["metadata"]["name"],
-                                                  {"metadata": {"finalizers": None}})
+        for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "incidents")[
+            "items"
+        ]:
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "incidents",
+                item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
         core.delete_namespace(namespace)
 
 

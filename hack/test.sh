@@ -17,8 +17,9 @@ if [[ -z "${INCIDENT_OPERATOR_TEST_KUBECONFIG:-}" ]]; then
 fi
 export INCIDENT_OPERATOR_TEST_KUBECONFIG
 
-echo "[test] static checks: ruff, mypy, import-linter" >&2
+echo "[test] static checks: ruff (lint and format), mypy, import-linter" >&2
 .venv/bin/ruff check operator demo tests e2e bench
+.venv/bin/ruff format --check operator demo tests e2e bench
 .venv/bin/mypy
 .venv/bin/lint-imports
 

@@ -23,14 +23,29 @@ def free_port() -> int:
 
 
 def payload(namespace: str, status: str = "firing") -> dict[str, Any]:
-    return {"version": "4", "status": status, "receiver": "incident-operator",
-            "groupLabels": {"alertname": "DashboardHighErrorRate"},
-            "alerts": [{"status": status, "fingerprint": "c0ffee00d15ea5e5",
-                        "labels": {"alertname": "DashboardHighErrorRate", "severity": "critical",
-                                   "service": "dashboard", "namespace": namespace},
-                        "annotations": {"summary": "5xx ratio above 5%",
-                                        "description": "error rate 0.07 over 5m"},
-                        "startsAt": "2026-11-27T12:00:00Z"}]}
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "incident-operator",
+        "groupLabels": {"alertname": "DashboardHighErrorRate"},
+        "alerts": [
+            {
+                "status": status,
+                "fingerprint": "c0ffee00d15ea5e5",
+                "labels": {
+                    "alertname": "DashboardHighErrorRate",
+                    "severity": "critical",
+                    "service": "dashboard",
+                    "namespace": namespace,
+                },
+                "annotations": {
+                    "summary": "5xx ratio above 5%",
+                    "description": "error rate 0.07 over 5m",
+                },
+                "startsAt": "2026-11-27T12:00:00Z",
+            }
+        ],
+    }
 
 
 @pytest.fixture
@@ -47,32 +62,42 @@ def post(url: str, body: dict[str, Any], token: str = "test-token-123") -> httpx
 
 
 def test_alerts_open_one_incident_and_resolution_is_recorded(
-        objects: Objects, operator: OperatorFactory, namespace: str, webhook: str) -> None:
+    objects: Objects, operator: OperatorFactory, namespace: str, webhook: str
+) -> None:
     with operator():
-        first = eventually(lambda: _try_post(webhook, payload(namespace)),
-                           what="webhook answering")
+        first = eventually(lambda: _try_post(webhook, payload(namespace)), what="webhook answering")
         name = first.json()["created"][0].split("/")[1]
         assert name.startswith("am-dashboardhigherrorrate-c0ffee00d1-")
         assert first.json()["created"] == [f"{namespace}/{name}"]
         again = post(webhook, payload(namespace))
         assert again.json()["existing"] == [f"{namespace}/{name}"]  # same fingerprint: no dupe
-        status = eventually(lambda: objects.status("incidents", name).get("severity") and
-                            objects.status("incidents", name), what="incident triaged")
+        status = eventually(
+            lambda: (
+                objects.status("incidents", name).get("severity")
+                and objects.status("incidents", name)
+            ),
+            what="incident triaged",
+        )
         assert status["severity"] == 1 and status["classifiedBy"] == "spec.severity"
         spec = objects.get("incidents", name)["spec"]
         assert spec["source"]["alertName"] == "DashboardHighErrorRate"
         assert spec["summary"] == "5xx ratio above 5%"
 
         assert post(webhook, payload(namespace, "resolved")).json()["resolved"]
-        eventually(lambda: "AlertResolved" in [
-            e["reason"] for e in objects.status("incidents", name).get("timeline", [])],
-                   what="AlertResolved in the timeline")
+        eventually(
+            lambda: (
+                "AlertResolved"
+                in [e["reason"] for e in objects.status("incidents", name).get("timeline", [])]
+            ),
+            what="AlertResolved in the timeline",
+        )
         assert objects.status("incidents", name)["phase"] != "Resolved"  # a human resolves
 
         assert post(webhook, payload(namespace), token="wrong").status_code == 401
         assert post(webhook, {"not": "alertmanager"}).status_code == 400
     items = objects.custom.list_namespaced_custom_object(
-        "incidents.dev", "v1alpha1", namespace, "incidents")["items"]
+        "incidents.dev", "v1alpha1", namespace, "incidents"
+    )["items"]
     assert len(items) == 1
 
 
@@ -83,12 +108,19 @@ def _try_post(url: str, body: dict[str, Any]) -> httpx.Response | None:
         return None
 
 
-def test_operator_without_webhook_port_serves_nothing(objects: Objects,
-                                                      operator: OperatorFactory) -> None:
+def test_operator_without_webhook_port_serves_nothing(
+    objects: Objects, operator: OperatorFactory
+) -> None:
     assert "INCIDENT_OPERATOR_WEBHOOK_PORT" not in os.environ
     with operator():
-        objects.create("incidents", {"kind": "Incident", "metadata": {"name": "plain"},
-                                     "spec": {"service": "dashboard", "summary": "x",
-                                              "severity": 4}})
-        eventually(lambda: objects.status("incidents", "plain").get("phase"),
-                   what="operator running")
+        objects.create(
+            "incidents",
+            {
+                "kind": "Incident",
+                "metadata": {"name": "plain"},
+                "spec": {"service": "dashboard", "summary": "x", "severity": 4},
+            },
+        )
+        eventually(
+            lambda: objects.status("incidents", "plain").get("phase"), what="operator running"
+        )

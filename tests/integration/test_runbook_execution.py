@@ -231,38 +231,68 @@ def test_invalid_runbook_is_marked_and_never_used(
 
 
 def test_interrupted_non_idempotent_step_is_escalated_not_repeated(
-        objects: Objects, operator: OperatorFactory, service: CountingServer, namespace: str,
-        api_client: Any, tmp_path: Path) -> None:
+    objects: Objects,
+    operator: OperatorFactory,
+    service: CountingServer,
+    namespace: str,
+    api_client: Any,
+    tmp_path: Path,
+) -> None:
     import kubernetes
 
     apps = kubernetes.client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "dashboard"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "dashboard"}},
-                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                 "template": {"metadata": {"labels": {"app": "dashboard"}},
-                              "spec": {"containers": [{"name": "c", "image": "x:v1"}]}}}})
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "dashboard"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "dashboard"}},
+                "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {"labels": {"app": "dashboard"}},
+                    "spec": {"containers": [{"name": "c", "image": "x:v1"}]},
+                },
+            },
+        },
+    )
     # A restart that cannot finish its rollout: a quota forbids the new pod.
     kubernetes.client.CoreV1Api(api_client).create_namespaced_resource_quota(
-        namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "1"}}})
-    eventually(lambda: apps.read_namespaced_deployment(
-        "dashboard", namespace).status.ready_replicas == 1, what="deployment ready")
-    objects.create("runbooks", runbook(service.url, [
-        {"name": "restart", "action": {"type": "restartWorkload",
-                                       "workload": {"name": "dashboard"}}, "timeout": "60s"}]))
+        namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "1"}}}
+    )
+    eventually(
+        lambda: apps.read_namespaced_deployment("dashboard", namespace).status.ready_replicas == 1,
+        what="deployment ready",
+    )
+    objects.create(
+        "runbooks",
+        runbook(
+            service.url,
+            [
+                {
+                    "name": "restart",
+                    "action": {"type": "restartWorkload", "workload": {"name": "dashboard"}},
+                    "timeout": "60s",
+                }
+            ],
+        ),
+    )
     with operator_process(namespace, tmp_path) as crashing:
         objects.create("incidents", incident())
-        eventually(lambda: steps(objects).get("restart", {}).get("phase") == "Running",
-                   what="restart running")
+        eventually(
+            lambda: steps(objects).get("restart", {}).get("phase") == "Running",
+            what="restart running",
+        )
         crashing.kill()  # SIGKILL mid-step: no graceful shutdown, no cleanup
     generation = apps.read_namespaced_deployment("dashboard", namespace).metadata.generation
     with operator():
-        status = eventually(lambda: (s := objects.status("incidents", "inc")).get("escalation")
-                            and s, what="escalated after the restart was interrupted",
-                            describe=lambda: str(objects.status("incidents", "inc")))
+        status = eventually(
+            lambda: (s := objects.status("incidents", "inc")).get("escalation") and s,
+            what="escalated after the restart was interrupted",
+            describe=lambda: str(objects.status("incidents", "inc")),
+        )
     restart = steps(objects)["restart"]
     assert restart["phase"] == "Interrupted" and restart["attempts"] == 1
     assert "StepInterrupted" in [e["reason"] for e in status["timeline"]]
     # Not restarted a second time: the Deployment's template did not change again.
-    assert apps.read_namespaced_deployment("dashboard", namespace).metadata.generation == \
-        generation
+    assert apps.read_namespaced_deployment("dashboard", namespace).metadata.generation == generation

@@ -12,13 +12,15 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 
-def test_invalid_policy_stops_the_operator(kubeconfig: str, namespace: str,
-                                           tmp_path: Path) -> None:
+def test_invalid_policy_stops_the_operator(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("levels:\n- level: 2\n  responseTime: soon\n")
     done = subprocess.run(
         [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
         env={**os.environ, "INCIDENT_OPERATOR_POLICY": str(policy)},
-        capture_output=True, text=True, timeout=120)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "invalid policy: levels.1.responseTime" in done.stderr

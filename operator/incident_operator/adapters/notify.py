@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from ..domain.story import Notification
 from ..domain.policy import Channel, ChannelKind
+from ..domain.story import Notification
 
 
 @dataclasses.dataclass(frozen=True)
