@@ -96,6 +96,9 @@ cluster_known() { kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
 #   it). NodeRestriction confines the kubelet's credentials to its own Node and pods (kwokctl
 #   already sets --authorization-mode=Node,RBAC). The kwok controller manages only Nodes
 #   annotated kwok.x-k8s.io/node=fake, so it leaves the real node alone.
+# kube-controller-manager's built-in hostPath provisioner backs PersistentVolumeClaims (default
+# StorageClass "standard", applied below): a PVC gets a new directory /tmp/hostpath_pv/<uuid>
+# on this machine, removed when the claim is deleted.
 # kwokctl itself gives kube-controller-manager --root-ca-file (so kube-root-ca.crt holds the
 # cluster CA) and --service-account-private-key-file, and the API server the matching
 # ServiceAccount token signing key: ServiceAccount tokens work for in-cluster clients.
@@ -118,6 +121,9 @@ componentsPatches:
   - {key: kubelet-client-key, value: "$pki_dir/admin.key"}
   - {key: kubelet-certificate-authority, value: "$pki_dir/ca.crt"}
   - {key: enable-admission-plugins, value: NodeRestriction}
+- name: kube-controller-manager
+  extraArgs:
+  - {key: enable-hostpath-provisioner, value: "true"}
 - name: kwok-controller
   extraArgs:
   - {key: manage-all-nodes, value: "false", override: true}
@@ -272,8 +278,18 @@ crds_established() {
     crd/clusterexecs.kwok.x-k8s.io crd/clusterlogs.kwok.x-k8s.io crd/execs.kwok.x-k8s.io crd/logs.kwok.x-k8s.io
 }
 wait_for "kwok CRDs" crds_established
-apply_all() { printf '%s' "$nodes_yaml$sim_yaml" | kc apply -f -; }
-wait_for "Nodes, ClusterExec and ClusterLogs to apply" apply_all
+storage_yaml="---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+"
+apply_all() { printf '%s' "$nodes_yaml$sim_yaml$storage_yaml" | kc apply -f -; }
+wait_for "Nodes, ClusterExec, ClusterLogs and the StorageClass to apply" apply_all
 
 nodes_ready() {
   local n
