@@ -78,7 +78,6 @@ kill_pids() { # kill_pids SIGNAL PID...: then waits up to 5 s for them to be gon
     sleep 0.1
   done
 }
-cgroup_dirs() { find /sys/fs/cgroup/*/"$cgroup_root" -depth -type d 2>/dev/null || true; }
 # ensure_cgroup_root: the kubelet wants its cgroupRoot to exist in every hierarchy. A new
 # cpuset cgroup starts with no CPUs and memory nodes; it gets its parent's.
 ensure_cgroup_root() {
@@ -100,7 +99,9 @@ ensure_cgroup_root() {
 # containerd's metadata stay; "all" also removes the kubelet's root (pods of a cluster that
 # no longer exists).
 reset_runtime() {
-  local pids m
+  local pids m roots=("$cgroup_root")
+  # A node configured before pods had their own cgroup root used /kubepods.
+  [[ -f "$kubelet_config" ]] && ! grep -q '^cgroupRoot:' "$kubelet_config" && roots+=(kubepods)
   mapfile -t pids < <(pids_matching "$kubelet_config")
   kill_pids KILL "${pids[@]}"
   mapfile -t pids < <(pids_matching "$ctd_config")
@@ -108,7 +109,9 @@ reset_runtime() {
   mapfile -t pids < <(pids_matching "-address $CTD_SOCK")
   kill_pids KILL "${pids[@]}"
   for _ in 1 2 3; do
-    mapfile -t pids < <(find /sys/fs/cgroup/*/"$cgroup_root" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+    mapfile -t pids < <(for m in "${roots[@]}"; do
+      find /sys/fs/cgroup/*/"$m" -name cgroup.procs -exec cat {} + 2>/dev/null
+    done | sort -u)
     (( ${#pids[@]} )) || break
     kill_pids KILL "${pids[@]}"
   done
@@ -126,7 +129,8 @@ reset_runtime() {
       [[ -S "$m" ]] && ! grep -qxF "$m" <<<"$listening" && rm -f "$m"
     done
   fi
-  while read -r m; do rmdir "$m" 2>/dev/null || true; done < <(cgroup_dirs)
+  while read -r m; do rmdir "$m" 2>/dev/null || true; done < <(
+    for m in "${roots[@]}"; do find /sys/fs/cgroup/*/"$m" -depth -type d 2>/dev/null; done)
   if [[ "${1:-}" == all ]]; then
     rm -rf "$KUBELET_ROOT" "$NODE_DIR/pod-logs"
   fi
