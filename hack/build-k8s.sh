@@ -89,7 +89,7 @@ for b in kwok kwokctl; do
   if [[ -x "$bin_dir/$b" ]]; then log "$b: cached"; continue; fi
   log "building $b $KWOK_VERSION"
   t0=$(date +%s)
-  GOBIN="$bin_dir" GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/$b@$KWOK_VERSION"
+  GOBIN="$bin_dir" GOFLAGS='' go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/$b@$KWOK_VERSION"
   log "$b: done in $(( $(date +%s) - t0 ))s"
 done
 

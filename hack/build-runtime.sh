@@ -69,7 +69,7 @@ done
 # build-k8s.sh; downloaded otherwise).
 if [[ ! -s "$pause_archive" ]]; then
   log "building the pause image registry.k8s.io/pause:$PAUSE_VERSION"
-  k8s_src="$(cd "$mod" && GOFLAGS= go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+  k8s_src="$(cd "$mod" && GOFLAGS='' go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -f "$k8s_src/build/pause/linux/pause.c" ]] || { log "no pause.c in '$k8s_src'"; exit 1; }
   work="$(mktemp -d "$pause_dir/.work.XXXXXX")"

@@ -2,6 +2,7 @@
 # hack/build-images.sh, hack/cluster-up.sh and hack/cluster-down.sh. Source it after lib.sh and
 # versions.env; it defines variables and functions only.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables for the scripts that source this file
 
 CACHE_ROOT="${INCIDENT_OPERATOR_CACHE:-$HOME/.cache/incident-operator}"
 K8S_BIN="$CACHE_ROOT/k8s-$K8S_VERSION/bin"

@@ -139,7 +139,7 @@ reset_runtime() {
 # close_fds: closes inherited descriptors above 2 (e.g. the cluster lock) in a daemon's shell.
 close_fds() {
   local fd
-  for fd in /proc/$BASHPID/fd/*; do
+  for fd in "/proc/$BASHPID/fd/"*; do
     fd="${fd##*/}"
     (( fd > 2 )) && eval "exec $fd>&-" 2>/dev/null
   done

@@ -64,6 +64,7 @@ pod="$(pod_of)"
 
 # exec: inside the container, PID 1 is redis-server and the user is the image's (999), whereas
 # on this machine PID 1 is the init and we are root.
+# shellcheck disable=SC2016 # expanded inside the container
 inside="$(kc -n "$ns" exec "$pod" -- sh -c 'tr "\0" " " </proc/1/cmdline; echo; id -u; . /etc/os-release; echo "$VERSION_CODENAME"')"
 [[ "$(sed -n 1p <<<"$inside")" == redis-server* ]] || die "exec: PID 1 is not redis-server: $inside"
 [[ "$(sed -n 2p <<<"$inside")" == 999 ]] || die "exec: not the image's user: $inside"
