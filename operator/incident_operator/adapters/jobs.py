@@ -45,6 +45,31 @@ class JobEnv:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobVolume:
+    """One volume of a Job, mounted into its container: a PersistentVolumeClaim
+    (``claim_name``) or a path of the node (``host_path``), exactly one of them."""
+
+    mount_path: str
+    claim_name: str | None = None
+    claim_read_only: bool = False
+    host_path: str | None = None
+    host_path_type: str = "Directory"
+    sub_path: str | None = None
+    read_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPod:
+    """How the Job's pod runs: its volumes, network, image pull policy and user."""
+
+    volumes: Sequence[JobVolume] = ()
+    host_network: bool = False
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class JobResult:
     name: str
     succeeded: bool
@@ -73,6 +98,45 @@ def _env_entry(var: JobEnv) -> JSON:
     return {"name": var.name, "value": var.value or ""}
 
 
+def _volume_source(volume: JobVolume) -> JSON:
+    if volume.claim_name is not None:
+        claim: JSON = {"claimName": volume.claim_name}
+        if volume.claim_read_only:
+            claim["readOnly"] = True
+        return {"persistentVolumeClaim": claim}
+    if volume.host_path is not None:
+        return {"hostPath": {"path": volume.host_path, "type": volume.host_path_type}}
+    raise ValueError(f"volume at {volume.mount_path} has neither a claim nor a host path")
+
+
+def pod_spec(container: JSON, pod: JobPod) -> JSON:
+    """The pod spec of a Job: ``container`` with ``pod``'s volumes, network and user."""
+    container = {**container, "imagePullPolicy": pod.image_pull_policy}
+    spec: JSON = {"restartPolicy": "Never", "automountServiceAccountToken": False}
+    if pod.volumes:
+        names = [f"volume-{index}" for index in range(len(pod.volumes))]
+        spec["volumes"] = [
+            {"name": name, **_volume_source(volume)}
+            for name, volume in zip(names, pod.volumes, strict=True)
+        ]
+        mounts = []
+        for name, volume in zip(names, pod.volumes, strict=True):
+            mount: JSON = {"name": name, "mountPath": volume.mount_path}
+            if volume.sub_path:
+                mount["subPath"] = volume.sub_path
+            if volume.read_only:
+                mount["readOnly"] = True
+            mounts.append(mount)
+        container["volumeMounts"] = mounts
+    if pod.host_network:
+        spec["hostNetwork"] = True
+    user = {"runAsUser": pod.run_as_user, "runAsGroup": pod.run_as_group}
+    if any(value is not None for value in user.values()):
+        spec["securityContext"] = {k: v for k, v in user.items() if v is not None}
+    spec["containers"] = [container]
+    return spec
+
+
 def job_body(
     name: str,
     incident: str,
@@ -81,6 +145,7 @@ def job_body(
     env: Sequence[JobEnv],
     backoff_limit: int,
     active_deadline_s: int,
+    pod: JobPod = JobPod(),
 ) -> JSON:
     """The Job manifest: one container, never restarted, labelled with the incident."""
     labels = {INCIDENT_LABEL: label_value(incident) or "unknown", MANAGED_BY_LABEL: MANAGED_BY}
@@ -97,11 +162,7 @@ def job_body(
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                },
+                "spec": pod_spec(container, pod),
             },
         },
     }
@@ -141,11 +202,12 @@ async def create_job(
     env: Sequence[JobEnv] = (),
     backoff_limit: int = 0,
     active_deadline_s: int = 600,
+    pod: JobPod = JobPod(),
 ) -> str:
     """Create the Job; returns its name (``<incident>-job-<random>``)."""
     prefix = re.sub(r"[^a-z0-9-]+", "-", incident.lower())[:40].strip("-") or "incident"
     name = f"{prefix}-job-{secrets.token_hex(3)}"
-    body = job_body(name, incident, image, command, env, backoff_limit, active_deadline_s)
+    body = job_body(name, incident, image, command, env, backoff_limit, active_deadline_s, pod)
     await kube.json(
         kube.batch.create_namespaced_job, namespace, body, what=f"Job {namespace}/{name}"
     )
@@ -218,6 +280,7 @@ async def run_job(
     env: Sequence[JobEnv] = (),
     backoff_limit: int = 0,
     timeout: float = 600.0,
+    pod: JobPod = JobPod(),
 ) -> JobResult:
     """Create a Job, wait for Complete or Failed, collect its log tail, delete it.
 
@@ -230,11 +293,11 @@ async def run_job(
     margin = min(5.0, max(1.0, timeout * 0.1))
     deadline_s = max(1, math.floor(timeout - 2 * margin))
     name = await create_job(
-        kube, namespace, incident, image, command, env, backoff_limit, deadline_s
+        kube, namespace, incident, image, command, env, backoff_limit, deadline_s, pod
     )
     try:
         succeeded, reason, message = await wait_for_job(kube, namespace, name, timeout - margin)
-        pod, exit_code, tail = await job_log(kube, namespace, name)
+        pod_name, exit_code, tail = await job_log(kube, namespace, name)
     finally:
         try:
             await asyncio.shield(delete_job(kube, namespace, name))
@@ -246,7 +309,7 @@ async def run_job(
         timed_out=succeeded is None,
         reason=reason,
         message=message[:512],
-        pod=pod,
+        pod=pod_name,
         exit_code=exit_code,
         log_tail=tail,
         seconds=time.monotonic() - started,

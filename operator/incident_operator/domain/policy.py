@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from ..durations import parse_duration
+from ..models.actions import AbsolutePath
 from ..models.base import Duration, Model, SecretKeyRef, StrEnum
 
 
@@ -69,6 +70,26 @@ class Templates(Model):
     resolved: str | None = None
 
 
+class JobsPolicy(Model):
+    """Limits on the Jobs that runJob steps create."""
+
+    host_path_allowlist: list[AbsolutePath] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Node directories a runJob volume may mount as hostPath: the path "
+        "itself or anything below it, e.g. /var/backups. Empty (the default): no hostPath. "
+        "The kubelet follows symbolic links on the node, so list only directories that "
+        "untrusted Jobs cannot write into, or whose Jobs you trust.",
+    )
+
+    def allows_host_path(self, path: str) -> bool:
+        """``path`` (absolute, normalized: the RunJob schema allows no ``.``/``..``
+        segments) is an allowlisted directory or lies below one."""
+        return any(
+            path == entry or path.startswith(entry + "/") for entry in self.host_path_allowlist
+        )
+
+
 class Policy(Model):
     levels: list[LevelPolicy] = Field(min_length=4, max_length=4)
     escalation_chain: list[str] = Field(min_length=1, max_length=16)
@@ -84,6 +105,7 @@ class Policy(Model):
     templates: Templates = Field(default_factory=Templates)
     delivery_attempts: int = Field(default=3, ge=1, le=10)
     delivery_timeout: Duration = "5s"
+    jobs: JobsPolicy = Field(default_factory=JobsPolicy)
 
     @model_validator(mode="after")
     def _one_entry_per_level(self) -> Policy:

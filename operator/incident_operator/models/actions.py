@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from .base import Duration, LabelName, Model, ResourceName, SecretKeyRef, StrEnum
 
@@ -355,6 +355,112 @@ class EnvVar(Model):
     )
 
 
+#: One path segment that is not ``.`` or ``..`` (the API server's regex engine, RE2, has no
+#: lookahead, so the two are excluded by their shapes).
+_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
+#: An absolute, normalized path: no ``.`` or ``..`` segment, no ``//``, no trailing slash.
+ABSOLUTE_PATH = rf"^(/{_SEGMENT})+$"
+AbsolutePath = Annotated[str, StringConstraints(pattern=ABSOLUTE_PATH, max_length=1024)]
+RelativePath = Annotated[
+    str, StringConstraints(pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$", max_length=1024)
+]
+
+
+class HostPathType(StrEnum):
+    """What the path must be on the node before the kubelet mounts it. Directory (the
+    default): an existing directory. DirectoryOrCreate: a directory, created (mode 0755,
+    owned by the kubelet's user) when missing. File: an existing file. FileOrCreate: a file,
+    created empty when missing."""
+
+    DIRECTORY = "Directory"
+    DIRECTORY_OR_CREATE = "DirectoryOrCreate"
+    FILE = "File"
+    FILE_OR_CREATE = "FileOrCreate"
+
+
+class HostPathSource(Model):
+    """A file or directory of the node the Job's pod runs on. Allowed only inside a path the
+    operator's policy lists in jobs.hostPathAllowlist (empty by default: no hostPath at
+    all); a step asking for another path fails without creating the Job."""
+
+    path: AbsolutePath = Field(
+        description="Absolute path on the node, without . or .. segments, e.g. /var/backups."
+    )
+    type: HostPathType = HostPathType.DIRECTORY
+
+
+class ClaimSource(Model):
+    """A PersistentVolumeClaim in the Incident's namespace."""
+
+    claim_name: ResourceName = Field(description="Name of the claim, e.g. backups.")
+    read_only: bool = Field(
+        default=False, description="Attach the claim's volume read-only. Default: false."
+    )
+
+
+class JobVolume(Model):
+    """A volume mounted into the Job's container: a PersistentVolumeClaim or a hostPath
+    (exactly one of them) at mountPath."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.persistentVolumeClaim) != has(self.hostPath)",
+                    "message": "a volume is either a persistentVolumeClaim or a hostPath",
+                }
+            ]
+        }
+    )
+
+    persistent_volume_claim: ClaimSource | None = Field(
+        default=None,
+        description="Mount this PersistentVolumeClaim of the Incident's namespace.",
+    )
+    host_path: HostPathSource | None = Field(
+        default=None,
+        description="Mount this path of the node; only inside the policy's jobs.hostPathAllowlist.",
+    )
+    mount_path: AbsolutePath = Field(
+        description="Where the volume appears in the container, e.g. /backup. Required."
+    )
+    sub_path: RelativePath | None = Field(
+        default=None,
+        description="Mount only this relative path inside the volume, e.g. daily. Default: "
+        "the whole volume.",
+    )
+    read_only: bool = Field(
+        default=False, description="Mount read-only in the container. Default: false."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobVolume:
+        if (self.persistent_volume_claim is None) == (self.host_path is None):
+            raise ValueError("a volume is either a persistentVolumeClaim or a hostPath")
+        return self
+
+
+class PullPolicy(StrEnum):
+    """When the kubelet pulls the Job's image. IfNotPresent (the default): only when the
+    node does not have it. Never: never; the image must already be on the node (images
+    built or loaded there without a registry)."""
+
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class JobSecurityContext(Model):
+    """The user and group the Job's container runs as, e.g. one that may read the mounted
+    backups. Omitted fields keep the image's defaults."""
+
+    run_as_user: int | None = Field(
+        default=None, ge=0, le=2147483647, description="User ID to run as, e.g. 999."
+    )
+    run_as_group: int | None = Field(
+        default=None, ge=0, le=2147483647, description="Primary group ID to run as, e.g. 999."
+    )
+
+
 class RunJob(ActionModel):
     """Run a one-off Job in the Incident's namespace, wait for it within the step's timeout,
     report its log tail and delete it (playbook: restore from backup, integrity check).
@@ -382,6 +488,26 @@ class RunJob(ActionModel):
         le=6,
         description="Retries of a failed pod by the Job controller (0-6). Default: 0.",
     )
+    volumes: list[JobVolume] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Volumes mounted into the container (max 8): PersistentVolumeClaims, or "
+        "hostPaths inside the policy's jobs.hostPathAllowlist.",
+    )
+    host_network: bool = Field(
+        default=False,
+        description="Run the pod in the node's network namespace, e.g. to reach a server "
+        "listening on 127.0.0.1 of the node. Default: false.",
+    )
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    security_context: JobSecurityContext | None = Field(
+        default=None,
+        description="User and group of the container. Default: the image's.",
+    )
+
+    def host_paths(self) -> list[str]:
+        """The node paths the Job would mount, for the policy's allowlist."""
+        return [v.host_path.path for v in self.volumes if v.host_path is not None]
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
