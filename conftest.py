@@ -14,6 +14,7 @@ os.environ["KUBECONFIG"] = os.environ.get(
 
 pytest_plugins = [
     "tests.fixtures.cluster",
+    "tests.fixtures.identity",
     "tests.fixtures.operator",
     "tests.fixtures.services",
     "tests.fixtures.receiver",

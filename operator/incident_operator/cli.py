@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 
+WATCH_ENV = "INCIDENT_OPERATOR_WATCH_NAMESPACES"
+
+
+def watched_namespaces(args: argparse.Namespace) -> list[str]:
+    """``-n`` (repeatable), else $INCIDENT_OPERATOR_WATCH_NAMESPACES (comma-separated)."""
+    listed = args.namespace or os.environ.get(WATCH_ENV, "").split(",")
+    return [name.strip() for name in listed if name.strip()]
+
 
 def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+        os.environ["INCIDENT_OPERATOR_KUBECONFIG"] = args.kubeconfig
     if args.policy:
         os.environ["INCIDENT_OPERATOR_POLICY"] = args.policy
+    namespaces = watched_namespaces(args)
+    if not namespaces and not args.all_namespaces:
+        print(
+            f"incident-operator: say which namespaces to watch (-n NAME, or {WATCH_ENV}), "
+            "or --all-namespaces (needs the cluster-wide RBAC overlay)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    namespaces = args.namespace or []
     asyncio.run(
         kopf.operator(
-            clusterwide=not namespaces,
+            clusterwide=args.all_namespaces,
             namespaces=namespaces,
             standalone=args.standalone,
             liveness_endpoint=args.liveness,
@@ -64,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         "--namespace",
         action="append",
-        help="watch only this namespace (repeatable); default: all namespaces",
+        help=f"watch this namespace (repeatable); default: ${WATCH_ENV} (comma-separated)",
+    )
+    run.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (needs the cluster-wide RBAC overlay)",
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
     run.add_argument("--policy", help="response policy YAML (default: the playbook's values)")
@@ -72,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
     run.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("INCIDENT_OPERATOR_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level on stderr (default: $INCIDENT_OPERATOR_LOG_LEVEL or info)",
+    )
     run.set_defaults(func=_run)
 
     crds = commands.add_parser("crds", help="print the CRDs generated from the models")

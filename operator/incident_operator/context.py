@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from .adapters.guard import TargetGuard
+from .adapters.identities import ServiceAccountClients
 from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
 from .domain.matching import Candidate
 from .domain.policy import Policy, load_policy
@@ -25,6 +26,8 @@ class Settings:
     """Operator settings from the environment (see README, Configuration)."""
 
     namespace: str = "incident-operator"
+    #: The kubeconfig to use outside a cluster (default: $KUBECONFIG); in a pod, in-cluster.
+    kubeconfig: str | None = None
     policy_file: str | None = None
     #: How soon to try again when a step waits for its target or a decision could not act.
     retry_seconds: float = 10.0
@@ -38,6 +41,7 @@ class Settings:
         port = os.environ.get("INCIDENT_OPERATOR_WEBHOOK_PORT")
         return cls(
             namespace=os.environ.get("INCIDENT_OPERATOR_NAMESPACE", "incident-operator"),
+            kubeconfig=os.environ.get("INCIDENT_OPERATOR_KUBECONFIG") or None,
             policy_file=os.environ.get("INCIDENT_OPERATOR_POLICY") or None,
             retry_seconds=float(os.environ.get("INCIDENT_OPERATOR_RETRY_SECONDS", "10")),
             webhook_host=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_HOST", "0.0.0.0"),
@@ -56,25 +60,23 @@ class OperatorContext:
         self.http = http
         self.secrets = KubeSecretReader(kube)
         self.clock = Clock()
+        self.identities = ServiceAccountClients(kube.client)
         self.steps = InFlight()
         # Kopf's live index of Runbooks by namespace, handed over at start-up.
         self.runbook_index: Mapping[str, Iterable[Candidate]] = {}
-        self.gate = SafetyGate(TargetGuard(kube.client), policy)
+        self.gate = SafetyGate(TargetGuard(kube.client), policy, settings.namespace)
         # What action executors may use (see actions.base.ActionContext).
-        self.clients: dict[str, Any] = {
-            "http": http,
-            "kube": kube,
-            "kubernetes": kube.client,
-        }
+        # The Kubernetes client of a step is its Runbook's ServiceAccount's (see execution).
+        self.clients: dict[str, Any] = {"http": http}
         # Weak values: a lock lives only while some handler holds it, so deleted Incidents
         # leave nothing behind and no finalizer is needed to clean up.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    def create(cls, settings: Settings, kubeconfig: str | None = None) -> OperatorContext:
+    def create(cls, settings: Settings) -> OperatorContext:
         policy = load_policy(settings.policy_file)
-        kube = KubeAdapter(load_api_client(kubeconfig))
+        kube = KubeAdapter(load_api_client(settings.kubeconfig))
         return cls(settings, policy, kube, httpx.AsyncClient())
 
     @staticmethod
@@ -99,6 +101,7 @@ class OperatorContext:
 
     async def close(self) -> None:
         self.clock.close()
+        self.identities.close()
         await self.steps.close()
         for task in list(self._background):
             task.cancel()

@@ -11,6 +11,7 @@ import logging
 
 from .actions import catalog  # noqa: F401  (registers every action executor)
 from .actions.base import ActionContext, ActionError, StepResult, run_action
+from .adapters.kube import KubeAdapter, KubeError, KubeSecretReader
 from .context import OperatorContext
 from .domain.engine import StepToRun, dry_run_result
 from .durations import parse_duration
@@ -36,12 +37,17 @@ async def execute(
 ) -> StepResult:
     if incident.spec.dry_run and plan.destructive:
         return dry_run_result(plan)
+    namespace = incident.metadata.namespace
+    try:
+        kube = await ctx.identities.client_for(namespace, runbook.spec.service_account_name)
+    except KubeError as exc:
+        return StepResult(False, str(exc))
     context = ActionContext(
-        namespace=incident.metadata.namespace,
+        namespace=namespace,
         incident=incident.metadata.name,
         targets=runbook.spec.targets,
-        secrets=ctx.secrets,
-        clients=ctx.clients,
+        secrets=KubeSecretReader(KubeAdapter(kube)),
+        clients={**ctx.clients, "kubernetes": kube},
         timeout=plan.timeout,
     )
     backoff = parse_duration(plan.step.backoff)

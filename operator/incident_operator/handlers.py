@@ -29,6 +29,11 @@ def open_incidents(body: kopf.Body, namespace: str | None, **_: Any) -> Any:
     return responder.index_entry(body, namespace or "default")
 
 
+@kopf.on.login(id="login")
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    return startup.login(memo)
+
+
 @kopf.on.startup(id="configure")
 async def configure(settings: kopf.OperatorSettings, memo: Any, **indexes: Any) -> None:
     await startup.start(settings, memo, indexes["runbook_index"])

@@ -33,12 +33,19 @@ class Claim:
 
 def target_key(plan: StepToRun, runbook: RunbookObject) -> str:
     """What a destructive step acts on (the action says; see ``ActionModel.target_key``)."""
-    return plan.step.action.target_key(plan.step.name, runbook.spec.targets)
+    return plan.step.action.target_key(
+        plan.step.name, runbook.spec.targets, runbook.metadata.namespace
+    )
 
 
 class SafetyGate:
-    def __init__(self, guard: TargetGuard, policy: Policy) -> None:
+    """Leases in the operator's own namespace (``lease_namespace``): the people a cooldown
+    or an attempt limit holds back cannot reset it, and Incidents of several namespaces that
+    act on one database share its history."""
+
+    def __init__(self, guard: TargetGuard, policy: Policy, lease_namespace: str) -> None:
         self.guard, self.policy = guard, policy
+        self.namespace = lease_namespace
 
     def claims(self, plan: StepToRun, runbook: RunbookObject) -> list[Claim]:
         safety = runbook.spec.safety
@@ -70,7 +77,7 @@ class SafetyGate:
         try:
             for claim in self.claims(plan, runbook):
                 verdict = await self.guard.acquire(
-                    meta.namespace,
+                    self.namespace,
                     claim.key,
                     meta.uid,
                     claim.cooldown_s,
@@ -80,11 +87,11 @@ class SafetyGate:
                     lease_duration_s=lease_s,
                 )
                 if not verdict.granted:
-                    await self._release(meta.namespace, meta.uid, taken)
+                    await self._release(meta.uid, taken)
                     return verdict
                 taken.append(claim)
         except (GuardError, KubeError) as exc:  # KubeError: e.g. Forbidden, Unavailable
-            await self._release(meta.namespace, meta.uid, taken)
+            await self._release(meta.uid, taken)
             return Verdict(False, GUARD_UNAVAILABLE, str(exc), None)
         return Verdict(True, GRANTED, "granted", None)
 
@@ -92,19 +99,15 @@ class SafetyGate:
         self, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun, now: dt.datetime
     ) -> None:
         for claim in self.claims(plan, runbook):
-            await self.guard.record_attempt(
-                incident.metadata.namespace, claim.key, incident.metadata.uid, now
-            )
+            await self.guard.record_attempt(self.namespace, claim.key, incident.metadata.uid, now)
 
     async def release(
         self, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun
     ) -> None:
-        await self._release(
-            incident.metadata.namespace, incident.metadata.uid, self.claims(plan, runbook)
-        )
+        await self._release(incident.metadata.uid, self.claims(plan, runbook))
 
-    async def _release(self, namespace: str, holder: str, claims: list[Claim]) -> None:
+    async def _release(self, holder: str, claims: list[Claim]) -> None:
         for claim in claims:
             # a lease left behind expires on its own
             with contextlib.suppress(GuardError, KubeError):
-                await self.guard.release(namespace, claim.key, holder)
+                await self.guard.release(self.namespace, claim.key, holder)

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from . import API_GROUP, responder
+from .adapters.kube import load_api_client
 from .context import OperatorContext, Settings
 from .domain.matching import Candidate
 from .domain.policy import PolicyError
@@ -29,6 +30,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # Serve the namespaces and resources known at start-up: no cluster-wide list of
+    # namespaces and CRDs, which a namespaced install has no right to.
+    settings.scanning.disabled = True
 
 
 async def start(
@@ -48,9 +52,32 @@ async def start(
     memo.ctx = ctx
     if ctx.settings.webhook_port is not None:
         memo.alert_receiver = AlertReceiver(
-            ctx.kube, ctx.settings.namespace, ctx.settings.webhook_token
+            ctx.kube,
+            ctx.settings.namespace,
+            ctx.settings.webhook_token,
+            lambda namespace, name: ctx.clock.wake(namespace, name, ctx.now()),
         )
         await memo.alert_receiver.start(ctx.settings.webhook_host, ctx.settings.webhook_port)
+
+
+def login(memo: Any) -> kopf.ConnectionInfo:
+    """Kopf's connection, from the same credentials as the operator's own client: in a pod
+    its ServiceAccount, else ``settings.kubeconfig`` (or $KUBECONFIG). Kopf asks again
+    when the API server refuses the credentials (a rotated token)."""
+    ctx: OperatorContext | None = memo.get("ctx")
+    settings = ctx.settings if ctx is not None else Settings.from_env()
+    configuration = load_api_client(settings.kubeconfig).configuration
+    bearer = str(configuration.auth_settings().get("BearerToken", {}).get("value") or "")
+    scheme, _, token = bearer.partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 async def stop(memo: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -22,8 +23,17 @@ RESOLVED_ANNOTATION = alerts.RESOLVED_ANNOTATION
 
 
 class AlertReceiver:
-    def __init__(self, kube: KubeAdapter, namespace: str, token: str | None) -> None:
+    def __init__(
+        self,
+        kube: KubeAdapter,
+        namespace: str,
+        token: str | None,
+        noticed: Callable[[str, str], None] = lambda namespace, name: None,
+    ) -> None:
         self.kube = kube
+        # A resolved alert changes only an annotation, which no handler watches: tell the
+        # operator, so the Incident's next decision records it now.
+        self.noticed = noticed
         self.namespace = namespace
         self.token = token
         self.runner: web.AppRunner | None = None
@@ -82,6 +92,7 @@ class AlertReceiver:
                 "incidents", item.namespace, item.name, {RESOLVED_ANNOTATION: _now()}
             )
             outcome["resolved"].append(ref)
+            self.noticed(item.namespace, item.name)
         except NotFound:
             pass
 

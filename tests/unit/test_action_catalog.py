@@ -64,12 +64,13 @@ def test_target_keys() -> None:
     targets = Targets(postgres=PostgresTarget(host="db", port=5433, database="d", user="u"))
     workload = {"kind": "StatefulSet", "name": "dashboard"}
     restart = RestartWorkload(type="restartWorkload", workload=workload)
-    assert restart.target_key("restart", targets) == "statefulset-dashboard"
+    assert restart.target_key("restart", targets, "ns") == "ns-statefulset-dashboard"
     job = RunJob(type="runJob", image="busybox", command=["true"])
-    assert job.target_key("restore", targets) == "job-restore"
+    assert job.target_key("restore", targets, "ns") == "ns-job-restore"
     terminate = _spec({"type": "postgresTerminateBackends", "olderThan": "5m"})
-    assert terminate.recovery[0].action.target_key("kill", targets) == "postgres-db-5433"
-    assert Wait(type="wait", duration="1s").target_key("w", targets) == "wait"
+    # a server is shared across namespaces: its key names no namespace
+    assert terminate.recovery[0].action.target_key("kill", targets, "ns") == "postgres-db-5433"
+    assert Wait(type="wait", duration="1s").target_key("w", targets, "ns") == "ns-wait"
 
 
 def test_timeouts_follow_waiting() -> None:

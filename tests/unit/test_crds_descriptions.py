@@ -20,6 +20,8 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 def _schemas() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted(CRDS.glob("*.yaml")):
         document = yaml.safe_load(path.read_text())
+        if document.get("kind") != "CustomResourceDefinition":
+            continue  # the kustomization that lists them
         kind = document["spec"]["names"]["kind"].lower()
         for version in document["spec"]["versions"]:
             yield f"{path.name}:{kind}", version["schema"]["openAPIV3Schema"]

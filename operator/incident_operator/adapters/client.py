@@ -260,13 +260,16 @@ class KubeClient:
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        pool: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
         if pool_size < 1 or connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("need pool_size >= 1 and positive timeouts")
         self.api_client = api_client
         self.pool_size = pool_size
         self.timeout: tuple[float, float] = (connect_timeout, read_timeout)
-        self._pool = concurrent.futures.ThreadPoolExecutor(
+        # A client acting for someone else (adapters.identities) shares its parent's pool.
+        self._owns_pool = pool is None
+        self._pool = pool or concurrent.futures.ThreadPoolExecutor(
             max_workers=pool_size, thread_name_prefix="kube-api"
         )
         self.core = kubernetes.client.CoreV1Api(api_client)
@@ -376,9 +379,15 @@ class KubeClient:
                 raise
             raise error from None
 
+    def acting_with(self, api_client: kubernetes.client.ApiClient) -> KubeClient:
+        """A client with other credentials (``api_client``) on this client's pool and limits."""
+        connect, read = self.timeout
+        return KubeClient(api_client, self.pool_size, connect, read, pool=self._pool)
+
     def close(self) -> None:
         """Stop the pool (running calls end at their timeout) and the connection pool."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
 

@@ -1,7 +1,7 @@
 """One remediation at a time per target, with cooldowns and attempt limits, kept in Leases.
 
-Each target (``deployment-dashboard``, ``postgres-127.0.0.1-5432``, ...) has one
-``coordination.k8s.io/v1`` Lease named ``incident-operator-<key>`` in the Incident's namespace:
+Each target (``shop-deployment-dashboard``, ``postgres-127.0.0.1-5432``, ...) has one
+``coordination.k8s.io/v1`` Lease named ``incident-operator-<key>`` in the operator's namespace:
 
 * ``spec.holderIdentity`` is the Incident (its uid) running a remediation against the target;
   the lease expires ``leaseDurationSeconds`` after ``renewTime``, so a crashed operator does
@@ -193,7 +193,7 @@ def lease_verdict(
 
 
 class TargetGuard:
-    """Leases in the Incident's namespace, through the operator's one KubeClient."""
+    """Leases in the namespace the caller names (the operator's own), through its KubeClient."""
 
     def __init__(
         self,

@@ -148,18 +148,20 @@ class ActionModel(Model):
         """A step's time limit when it sets none: longer when it waits for a rollout."""
         return ROLLOUT_TIMEOUT if getattr(self, "wait", False) else DEFAULT_TIMEOUT
 
-    def target_key(self, step_name: str, targets: Targets) -> str:
-        """The name of what this action acts on, shared by every action on the same thing."""
+    def target_key(self, step_name: str, targets: Targets, namespace: str) -> str:
+        """The name of what this action acts on, shared by every action on the same thing:
+        a workload or Job of the namespace, or a server that namespaces may share."""
         if self.target is Target.JOB:
-            return f"job-{step_name}"  # each Job step is its own target (restore, check)
+            # each Job step is its own target (restore, check)
+            return f"{namespace}-job-{step_name}"
         workload = getattr(self, "workload", None)
         if isinstance(workload, WorkloadRef):
-            return f"{workload.kind.value}-{workload.name}".lower()
+            return f"{namespace}-{workload.kind.value}-{workload.name}".lower()
         connection = getattr(targets, self.target.value, None) if self.target.value else None
         host, port = getattr(connection, "host", None), getattr(connection, "port", None)
         if host is not None:
             return f"{self.target.value}-{host}-{port}"
-        return self.type_name().lower()
+        return f"{namespace}-{self.type_name()}".lower()
 
 
 class Targets(Protocol):

@@ -24,6 +24,7 @@ from .base import (
 from .incident import StepPhase
 
 MAX_STEPS = 32
+DEFAULT_SERVICE_ACCOUNT = "incident-runbook"
 
 
 class Match(Model):
@@ -344,6 +345,13 @@ class RunbookSpec(Model):
         "have run, the incident is Mitigated and its time to recover is measured.",
     )
     safety: Safety = Field(default_factory=Safety)
+    service_account_name: LabelName = Field(
+        default=DEFAULT_SERVICE_ACCOUNT,
+        description="ServiceAccount in the Runbook's namespace that every Kubernetes action "
+        "and Secret read of its steps runs as (with a short-lived token), so a Runbook can do "
+        "no more than the namespace's admin granted that account. Bind it to the ClusterRole "
+        "incident-operator-runbook-actions, or to less. Default: incident-runbook.",
+    )
 
 
 class RunbookStatus(Model):
