@@ -1,21 +1,19 @@
-"""Kubernetes executors against the real API server (the local kwok cluster, or KUBECONFIG).
+"""Kubernetes executors against the real API server and the real node of the local cluster.
 
 No mocks: Deployments, StatefulSets, ReplicaSets, pods, Events and Jobs are the API server's
-and its controllers'. On the local cluster, kwok plays the kubelet: pods bound to its fake
-nodes turn Running and Ready at once, Job pods turn Succeeded at once, ``exec`` runs the
-command as a local process (cwd: the ClusterExec workDir) and ``logs`` reads a mapped local
-file (the ClusterLogs default, or a per-pod ``Logs`` object). On a real cluster (kind) the
-same tests run busybox containers whose command prints the log lines the tests expect.
+and its controllers', and every pod here runs on the real node ``localhost`` (kubelet,
+containerd, runc) from an image built on it (hack/build-images.sh; ``imagePullPolicy:
+Never``). The containers print the log lines the tests expect, ``exec`` runs inside them, and
+Job pods run their command and report its exit code. Pods without ``hostNetwork`` get only
+their own loopback address from the node's CNI plugin, which is all these tests need.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pytest
 import redis
 from kubernetes.client.exceptions import ApiException
 
+from incident_operator.actions import catalog
 from incident_operator.actions import kubernetes as k8s_actions
 from incident_operator.actions import pods as pod_actions
 from incident_operator.actions.base import ActionContext, ActionError, StepResult, run_action
@@ -50,8 +49,11 @@ from tests.fixtures.cluster import eventually
 pytest_plugins = ["tests.fixtures.services"]
 pytestmark = pytest.mark.cluster
 
-IMAGE_V1 = "busybox:1.36"
-IMAGE_V2 = "busybox:1.37"
+#: Two images built on the node: rollbacks and rollout history need different images.
+IMAGE_V1 = "localhost/incident-base:bookworm"
+IMAGE_V2 = "localhost/incident-demo-dashboard:dev"
+#: redis-cli (redis-tools) is in this one.
+REDIS_IMAGE = "localhost/incident-demo-redis:dev"
 LOG_LINES = [
     "INFO starting",
     "ERROR db timeout",
@@ -59,45 +61,18 @@ LOG_LINES = [
     "ERROR db timeout again",
     "WARN slow request",
 ]
-#: On a real node the container prints the lines the kwok tests map from a file.
+#: The container prints the log lines, then sleeps (PID 1 ignores SIGTERM, so pods stop after
+#: their 1 s grace period).
 CONTAINER_COMMAND = [
     "sh",
     "-c",
-    "printf '%s\\n' " + " ".join(f"'{line}'" for line in LOG_LINES) + "; exec sleep 86400",
+    "printf '%s\\n' " + " ".join(f"'{line}'" for line in LOG_LINES) + "; exec sleep infinity",
 ]
-#: Harmless on kind; lets pods land on kwok nodes set up with the usual kwok taint.
-KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
-KWOK = ("kwok.x-k8s.io", "v1alpha1")
-#: kwok pods are Ready at once; on kind the first pull of busybox takes a while.
-READY_TIMEOUT = 180
+#: Real containers start in a few seconds; a loaded machine may take longer.
+READY_TIMEOUT = 120
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class KwokSim:
-    """Where the local cluster's kwok exec and logs simulation works (hack/cluster-up.sh)."""
-
-    logs_dir: Path
-    exec_dir: Path
-
-
-@pytest.fixture(scope="session")
-def kwok(api_client: kubernetes.client.ApiClient) -> KwokSim | None:
-    """The kwok simulation of the local cluster, ``None`` on a real cluster."""
-    custom = kubernetes.client.CustomObjectsApi(api_client)
-    try:
-        logs = custom.get_cluster_custom_object(*KWOK, "clusterlogs", "incident-operator-local")
-        execs = custom.get_cluster_custom_object(*KWOK, "clusterexecs", "incident-operator-local")
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return KwokSim(
-        logs_dir=Path(logs["spec"]["logs"][0]["logsFile"]).parent,
-        exec_dir=Path(execs["spec"]["execs"][0]["local"]["workDir"]),
-    )
 
 
 @pytest.fixture(scope="session")
@@ -132,15 +107,27 @@ def batch(api_client: kubernetes.client.ApiClient) -> kubernetes.client.BatchV1A
     return kubernetes.client.BatchV1Api(api_client)
 
 
-def pod_template(app: str, image: str) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {"app": app}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "tolerations": [KWOK_TOLERATION],
-            "containers": [{"name": "app", "image": image, "command": CONTAINER_COMMAND}],
-        },
+def pod_template(
+    app: str,
+    image: str,
+    command: list[str] | None = None,
+    host_network: bool = False,
+) -> dict[str, Any]:
+    """A pod of the real node (the kwok nodes are tainted): ``command`` or CONTAINER_COMMAND."""
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [
+            {
+                "name": "app",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": command or CONTAINER_COMMAND,
+            }
+        ],
     }
+    if host_network:
+        spec["hostNetwork"] = True
+    return {"metadata": {"labels": {"app": app}}, "spec": spec}
 
 
 def create_deployment(
@@ -149,6 +136,7 @@ def create_deployment(
     name: str = "web",
     replicas: int = 2,
     image: str = IMAGE_V1,
+    **template: Any,
 ) -> None:
     apps.create_namespaced_deployment(
         namespace,
@@ -159,7 +147,7 @@ def create_deployment(
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": name}},
-                "template": pod_template(name, image),
+                "template": pod_template(name, image, **template),
             },
         },
     )
@@ -251,8 +239,8 @@ async def run(action: Any, ctx: ActionContext) -> StepResult:
 
 
 def test_executors_registered() -> None:
-    from incident_operator.actions.base import EXECUTORS
-
+    """Every executor is registered by importing the catalog (as the operator does)."""
+    EXECUTORS = catalog.EXECUTORS
     for name in (
         "restartWorkload",
         "scaleWorkload",
@@ -537,56 +525,19 @@ async def test_warning_events_and_unhealthy_status(
 
 
 @pytest.fixture
-def mapped_logs(
-    web: str,
-    kwok: KwokSim | None,
-    namespace: str,
-    api_client: kubernetes.client.ApiClient,
-    core: kubernetes.client.CoreV1Api,
-) -> Iterator[list[str]]:
-    """LOG_LINES as the log of every pod of ``web``: on kwok through a per-pod ``Logs``
-    object and a CRI-format file, on a real node from the container itself."""
+def mapped_logs(web: str, namespace: str, core: kubernetes.client.CoreV1Api) -> list[str]:
+    """The pods of ``web`` once each container has printed LOG_LINES to its stdout (the
+    kubelet's log of the container, what ``kubectl logs`` reads)."""
     pods = [
         p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=web").items
     ]
-    files = []
-    if kwok is not None:
-        custom = kubernetes.client.CustomObjectsApi(api_client)
-        directory = kwok.logs_dir / namespace
-        directory.mkdir(parents=True, exist_ok=True)
-        start = dt.datetime.now(dt.UTC)
-        text = "".join(
-            f"{(start + dt.timedelta(seconds=i)).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} "
-            f"{'stderr' if line.startswith('ERROR') else 'stdout'} F {line}\n"
-            for i, line in enumerate(LOG_LINES)
-        )
-        for pod in pods:
-            path = directory / f"{pod}.log"
-            path.write_text(text)
-            files.append(path)
-            custom.create_namespaced_custom_object(
-                *KWOK,
-                namespace,
-                "logs",
-                {
-                    "apiVersion": "kwok.x-k8s.io/v1alpha1",
-                    "kind": "Logs",
-                    "metadata": {"name": pod, "namespace": namespace},
-                    "spec": {"logs": [{"logsFile": str(path)}]},
-                },
-            )
     for pod in pods:
         eventually(
             lambda p=pod: core.read_namespaced_pod_log(p, namespace).splitlines() == LOG_LINES,
             timeout=60,
             what=f"the log of pod {pod}",
         )
-    yield pods
-    for path in files:
-        path.unlink(missing_ok=True)
-    if files:
-        with contextlib.suppress(OSError):  # only when empty
-            files[0].parent.rmdir()
+    return pods
 
 
 async def test_pod_logs_counts_pattern_against_threshold(
@@ -676,58 +627,51 @@ async def test_exec_refuses_commands_outside_the_allowlist(
 
 
 async def test_exec_runs_the_command_and_reports_exit_code(
-    web: str, ctx: ActionContext, kwok: KwokSim | None, monkeypatch: pytest.MonkeyPatch
+    web: str, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``sh`` is allowlisted only here. On kwok the command runs on this machine, in the
-    ClusterExec workDir, where the test sees the file it wrote; on kind, in the container."""
+    """``sh`` is allowlisted only here. The command runs in the container: the file it
+    writes is in the container's /tmp (not this machine's), where the next exec reads it."""
     monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"], ["cat"]]))
     token = secrets.token_hex(8)
-    name = f"exec-test-{token}.txt"
-    try:
-        wrote = await run(
-            ExecInPod(
-                type="execInPod",
-                workload={"name": web},
-                command=["sh", "-c", f"echo {token} > {name}"],
-            ),
-            ctx,
-        )
-        assert wrote.ok, wrote.message
-        assert wrote.findings["exitCode"] == 0
-        assert wrote.message.startswith(f"`sh -c 'echo {token} > {name}'` in pod web-")
-        if kwok is not None:
-            assert (kwok.exec_dir / name).read_text() == f"{token}\n"
-        read = await run(
-            ExecInPod(
-                type="execInPod", workload={"name": web}, command=["cat", name], pattern=token
-            ),
-            ctx,
-        )
-        assert read.ok, read.message
-        assert read.output == f"{token}\n" and read.findings["matched"] is True
-        failed = await run(
-            ExecInPod(
-                type="execInPod",
-                workload={"name": web},
-                command=["sh", "-c", "echo out; echo oops >&2; exit 3"],
-            ),
-            ctx,
-        )
-        assert not failed.ok
-        assert failed.findings["exitCode"] == 3
-        assert failed.output == "out\n[stderr]\noops\n"
-        assert "exited with code 3" in failed.message
-        nomatch = await run(
-            ExecInPod(
-                type="execInPod", workload={"name": web}, command=["cat", name], pattern="^nothing$"
-            ),
-            ctx,
-        )
-        assert not nomatch.ok and nomatch.findings["matched"] is False
-        assert "does not match" in nomatch.message
-    finally:
-        if kwok is not None:
-            (kwok.exec_dir / name).unlink(missing_ok=True)
+    name = f"/tmp/exec-test-{token}.txt"
+    wrote = await run(
+        ExecInPod(
+            type="execInPod",
+            workload={"name": web},
+            command=["sh", "-c", f"echo {token} > {name}"],
+        ),
+        ctx,
+    )
+    assert wrote.ok, wrote.message
+    assert wrote.findings["exitCode"] == 0
+    assert wrote.message.startswith(f"`sh -c 'echo {token} > {name}'` in pod web-")
+    assert not Path(name).exists()
+    read = await run(
+        ExecInPod(type="execInPod", workload={"name": web}, command=["cat", name], pattern=token),
+        ctx,
+    )
+    assert read.ok, read.message
+    assert read.output == f"{token}\n" and read.findings["matched"] is True
+    failed = await run(
+        ExecInPod(
+            type="execInPod",
+            workload={"name": web},
+            command=["sh", "-c", "echo out; echo oops >&2; exit 3"],
+        ),
+        ctx,
+    )
+    assert not failed.ok
+    assert failed.findings["exitCode"] == 3
+    assert failed.output == "out\n[stderr]\noops\n"
+    assert "exited with code 3" in failed.message
+    nomatch = await run(
+        ExecInPod(
+            type="execInPod", workload={"name": web}, command=["cat", name], pattern="^nothing$"
+        ),
+        ctx,
+    )
+    assert not nomatch.ok and nomatch.findings["matched"] is False
+    assert "does not match" in nomatch.message
 
 
 async def test_exec_output_is_capped_while_streaming(
@@ -747,16 +691,29 @@ async def test_exec_output_is_capped_while_streaming(
 
 
 async def test_exec_redis_cli_against_the_real_redis(
-    web: str,
     ctx: ActionContext,
-    kwok: KwokSim | None,
+    apps: kubernetes.client.AppsV1Api,
+    namespace: str,
     services_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The default allowlist's ``redis-cli``, run by kwok's exec simulation on this machine
-    against the Redis of hack/services-up.sh; the test reads the key back with a client."""
-    if kwok is None:
-        pytest.skip("needs kwok's local exec simulation (a real pod cannot reach the local Redis)")
+    """The default allowlist's ``redis-cli``, run inside a container of the Redis image
+    (``hostNetwork``, so 127.0.0.1 is the node's loopback) against the Redis of
+    hack/services-up.sh; the test reads the key back with a client."""
+    create_deployment(
+        apps,
+        namespace,
+        "cli",
+        replicas=1,
+        image=REDIS_IMAGE,
+        command=["sleep", "infinity"],
+        host_network=True,
+    )
+    eventually(
+        lambda: deployment_ready(apps, namespace, "cli"),
+        timeout=READY_TIMEOUT,
+        what="Deployment cli ready",
+    )
     monkeypatch.delenv(pod_actions.ALLOWLIST_ENV, raising=False)
     host, port = services_env["REDIS_HOST"], services_env["REDIS_PORT"]
     key, value = f"incident-operator-test:{secrets.token_hex(6)}", secrets.token_hex(6)
@@ -765,7 +722,7 @@ async def test_exec_redis_cli_against_the_real_redis(
         result = await run(
             ExecInPod(
                 type="execInPod",
-                workload={"name": web},
+                workload={"name": "cli"},
                 command=["redis-cli", "-h", host, "-p", port, "-n", "12", "SET", key, value],
                 pattern="^OK",
             ),
@@ -824,7 +781,6 @@ async def test_job_spec_wait_log_and_delete(
     job_secret: str,
     batch: kubernetes.client.BatchV1Api,
     core: kubernetes.client.CoreV1Api,
-    kwok: KwokSim | None,
     namespace: str,
 ) -> None:
     env = [
@@ -861,10 +817,7 @@ async def test_job_spec_wait_log_and_delete(
     pod, exit_code, text = await jobs.job_log(kube, namespace, name)
     assert pod is not None and pod.startswith(name)
     assert exit_code == 0
-    if kwok is None:
-        assert text == "integrity-ok\n"
-    else:  # kwok maps every pod without a Logs object of its own to the default file
-        assert text == (kwok.logs_dir / "default.log").read_text().split(" F ", 1)[1]
+    assert text == "integrity-ok\n"
     await jobs.delete_job(kube, namespace, name)
     eventually(lambda: not job_named(batch, namespace, name), what=f"Job {name} to be deleted")
     await jobs.delete_job(kube, namespace, name)  # already gone: fine

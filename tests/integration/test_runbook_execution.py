@@ -16,6 +16,20 @@ from tests.fixtures.operator import OperatorFactory, operator_process
 
 pytestmark = pytest.mark.cluster
 
+#: A real container on the node (the image is built there, nothing is pulled); sleep as PID 1
+#: ignores SIGTERM, so a replaced pod stops after its 1 s grace period.
+SLEEPER: dict[str, Any] = {
+    "terminationGracePeriodSeconds": 1,
+    "containers": [
+        {
+            "name": "c",
+            "image": "localhost/incident-base:bookworm",
+            "imagePullPolicy": "Never",
+            "command": ["sleep", "infinity"],
+        }
+    ],
+}
+
 
 class CountingServer:
     """A real HTTP service that counts the health checks each path receives."""
@@ -251,7 +265,7 @@ def test_interrupted_non_idempotent_step_is_escalated_not_repeated(
                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": {"app": "dashboard"}},
-                    "spec": {"containers": [{"name": "c", "image": "x:v1"}]},
+                    "spec": SLEEPER,
                 },
             },
         },
@@ -262,7 +276,8 @@ def test_interrupted_non_idempotent_step_is_escalated_not_repeated(
     )
     eventually(
         lambda: apps.read_namespaced_deployment("dashboard", namespace).status.ready_replicas == 1,
-        what="deployment ready",
+        timeout=120,
+        what="deployment ready (a real container on the node)",
     )
     objects.create(
         "runbooks",

@@ -12,6 +12,20 @@ from tests.fixtures.operator import OperatorFactory
 
 pytestmark = pytest.mark.cluster
 
+#: A real container on the node (the image is built there, nothing is pulled); sleep as PID 1
+#: ignores SIGTERM, so a replaced pod stops after its 1 s grace period.
+SLEEPER: dict[str, Any] = {
+    "terminationGracePeriodSeconds": 1,
+    "containers": [
+        {
+            "name": "c",
+            "image": "localhost/incident-base:bookworm",
+            "imagePullPolicy": "Never",
+            "command": ["sleep", "infinity"],
+        }
+    ],
+}
+
 
 def deployment(api_client: Any, namespace: str, blocked: bool = False) -> Any:
     apps = kubernetes.client.AppsV1Api(api_client)
@@ -25,14 +39,15 @@ def deployment(api_client: Any, namespace: str, blocked: bool = False) -> Any:
                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": {"app": "dashboard"}},
-                    "spec": {"containers": [{"name": "c", "image": "x:v1"}]},
+                    "spec": SLEEPER,
                 },
             },
         },
     )
     eventually(
         lambda: apps.read_namespaced_deployment("dashboard", namespace).status.ready_replicas == 1,
-        what="deployment ready",
+        timeout=120,
+        what="deployment ready (a real container on the node)",
     )
     if blocked:  # a quota of one pod: a restart's rollout cannot finish
         kubernetes.client.CoreV1Api(api_client).create_namespaced_resource_quota(
@@ -101,7 +116,7 @@ def test_second_incident_waits_while_the_first_remediates(
             ),
             what="second incident waiting for the target",
         )
-        assert "holds target deployment-dashboard" in waiting["message"]
+        assert f"holds target {namespace}-deployment-dashboard" in waiting["message"]
         (step,) = objects.status("incidents", "second")["steps"]
         # Recorded as waiting, never started: no attempt, and the gate's reason as data.
         assert (step["phase"], step["attempts"], step["blockedBy"]) == ("Pending", 0, "TargetBusy")
@@ -116,6 +131,7 @@ def test_flapping_service_is_not_restarted_in_a_loop(
         objects.create("incidents", incident("first"))
         eventually(
             lambda: objects.status("incidents", "first").get("phase") == "Monitoring",
+            timeout=60,
             what="first restart done",
         )
         generation = apps.read_namespaced_deployment("dashboard", namespace).metadata.generation
