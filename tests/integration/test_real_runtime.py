@@ -1,0 +1,550 @@
+"""The operator's actions against the real runtime of the local node (kubelet, containerd, runc).
+
+Each test shows an effect only a real container has, seen from outside the operator:
+
+* a restart runbook replaces the server *process*: new pod, new container, later start time,
+  another host PID, and the old process is gone;
+* a Job's command really runs: what it writes lands in a hostPath or a PersistentVolumeClaim,
+  its exit code is read, and ``hostNetwork`` decides whether it reaches the node's loopback;
+* ``execInPod`` runs inside the container (its files, its hostname, its PID 1), and
+  ``podLogs`` reads what the container printed.
+
+Images are the ones built on the node (hack/build-images.sh); nothing is pulled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from incident_operator.actions import catalog  # noqa: F401  (registers the executors)
+from incident_operator.actions.base import ActionContext, ActionError, StepResult, run_action
+from incident_operator.adapters.client import KubeClient
+from incident_operator.adapters.kube import KubeAdapter, KubeSecretReader
+from incident_operator.domain.policy import load_policy
+from incident_operator.models.actions import ExecInPod, PodLogs, RunJob
+from incident_operator.models.runbook import Targets
+from tests.fixtures.cluster import Objects, eventually
+from tests.fixtures.operator import OperatorFactory
+
+pytestmark = pytest.mark.cluster
+
+BASE_IMAGE = "localhost/incident-base:bookworm"
+DASHBOARD_IMAGE = "localhost/incident-demo-dashboard:dev"
+READY_TIMEOUT = 120
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick for port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass(frozen=True)
+class HostProcess:
+    """A process of this machine: its PID and its start time (clock ticks since boot), so a
+    PID the kernel handed out again is not taken for the same process."""
+
+    pid: int
+    start_ticks: int
+
+    @classmethod
+    def of(cls, pid: int) -> HostProcess | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # Fields after the command name (which may hold spaces) start at field 3 (state);
+        # starttime is field 22.
+        return cls(pid, int(stat.rsplit(")", 1)[1].split()[19]))
+
+    def alive(self) -> bool:
+        return HostProcess.of(self.pid) == self
+
+    def cmdline(self) -> list[str]:
+        raw = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        return raw.decode(errors="replace").rstrip("\0").split("\0")
+
+
+def listener(port: int) -> HostProcess | None:
+    """The process of this machine that listens on 127.0.0.1:``port`` (TCP).
+
+    A ``hostNetwork`` pod's sockets live in the node's network namespace, which is this
+    machine's, so ``/proc/net/tcp`` lists the server's listening socket with its inode; the
+    process holding a file descriptor on ``socket:[inode]`` is the server, under its PID in
+    the host's PID namespace (the pod's own PID namespace is a child of it).
+    """
+    wanted = f"0100007F:{port:04X}"  # 127.0.0.1 in /proc/net/tcp's little-endian hex
+    inode = next(
+        (
+            fields[9]
+            for fields in (line.split() for line in Path("/proc/net/tcp").read_text().split("\n"))
+            if len(fields) > 9 and fields[1] == wanted and fields[3] == "0A"  # 0A: LISTEN
+        ),
+        None,
+    )
+    if inode is None or inode == "0":
+        return None
+    target = f"socket:[{inode}]"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            holds = any(os.readlink(fd) == target for fd in (proc / "fd").iterdir())
+        except OSError:  # the process exited while we looked
+            continue
+        if holds:
+            return HostProcess.of(int(proc.name))
+    return None
+
+
+@pytest.fixture
+def apps(api_client: kubernetes.client.ApiClient) -> kubernetes.client.AppsV1Api:
+    return kubernetes.client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def batch(api_client: kubernetes.client.ApiClient) -> kubernetes.client.BatchV1Api:
+    return kubernetes.client.BatchV1Api(api_client)
+
+
+@pytest.fixture
+def ctx(namespace: str, api_client: kubernetes.client.ApiClient) -> ActionContext:
+    kube = KubeClient(api_client)
+    return ActionContext(
+        namespace=namespace,
+        incident="t",
+        targets=Targets(),
+        secrets=KubeSecretReader(KubeAdapter(kube)),
+        clients={"kubernetes": kube},
+        timeout=90,
+    )
+
+
+def with_policy(ctx: ActionContext, **jobs: Any) -> ActionContext:
+    """``ctx`` with the admin's policy, as the operator hands it to executors."""
+    policy = load_policy(overrides={"jobs": jobs})
+    return dataclasses.replace(ctx, clients={**ctx.clients, "policy": policy})
+
+
+def deploy(
+    apps: kubernetes.client.AppsV1Api,
+    namespace: str,
+    name: str,
+    container: dict[str, Any],
+    **pod: Any,
+) -> None:
+    """A one-replica Deployment of the real node, Recreate (a hostNetwork server's port
+    cannot be bound twice), stopped 1 s after SIGTERM; returns once it is ready."""
+    container = {"name": "app", "imagePullPolicy": "Never", **container}
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": [container], **pod},
+                },
+            },
+        },
+    )
+    eventually(
+        lambda: apps.read_namespaced_deployment(name, namespace).status.ready_replicas == 1,
+        timeout=READY_TIMEOUT,
+        what=f"Deployment {name} ready on the node",
+    )
+
+
+def running_pod(core: kubernetes.client.CoreV1Api, namespace: str, app: str) -> Any:
+    """The one pod of ``app`` that is not being deleted, once its container runs."""
+
+    def probe() -> Any:
+        pods = [
+            p
+            for p in core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+            if p.metadata.deletion_timestamp is None
+        ]
+        if len(pods) != 1 or not pods[0].status.container_statuses:
+            return None
+        status = pods[0].status.container_statuses[0]
+        return pods[0] if status.state.running and status.container_id else None
+
+    return eventually(probe, timeout=READY_TIMEOUT, what=f"the running pod of {app}")
+
+
+def jobs_left(batch: kubernetes.client.BatchV1Api, namespace: str) -> list[str]:
+    return [j.metadata.name for j in batch.list_namespaced_job(namespace).items]
+
+
+# --- restart ----------------------------------------------------------------------------------
+
+
+def test_restart_runbook_replaces_the_server_process(
+    objects: Objects,
+    operator: OperatorFactory,
+    apps: kubernetes.client.AppsV1Api,
+    core: kubernetes.client.CoreV1Api,
+    namespace: str,
+) -> None:
+    """A restartWorkload runbook, run by the operator, restarts the server itself.
+
+    The server is ``python3 -m http.server`` on a free 127.0.0.1 port (``hostNetwork``).
+    Before and after the runbook the test reads, from the API, the pod's name, the
+    container's ID and ``state.running.startedAt``, and, from this machine's ``/proc``, the
+    PID of the process listening on the port (see ``listener``). Reading the PID inside the
+    container would prove nothing: each pod has its own PID namespace, where the server is
+    always PID 1. The host PID plus the process's start time identify the process; the old
+    one must be gone and the new one must be ``http.server`` again. A verify step then gets
+    an answer from the new server.
+    """
+    port = free_port()
+    deploy(
+        apps,
+        namespace,
+        "server",
+        {
+            "image": BASE_IMAGE,
+            "command": ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+            "readinessProbe": {
+                "httpGet": {"host": "127.0.0.1", "port": port, "path": "/"},
+                "periodSeconds": 1,
+            },
+        },
+        hostNetwork=True,
+    )
+    before = running_pod(core, namespace, "server")
+    old_status = before.status.container_statuses[0]
+    old_started: dt.datetime = old_status.state.running.started_at
+    old_process = eventually(lambda: listener(port), what=f"the process listening on {port}")
+    assert "http.server" in old_process.cmdline()
+    # startedAt has a resolution of one second: let one pass, so a restart must move it.
+    eventually(
+        lambda: dt.datetime.now(dt.UTC) >= old_started + dt.timedelta(seconds=1),
+        what="a second to pass after the container started",
+    )
+    objects.create(
+        "runbooks",
+        {
+            "kind": "Runbook",
+            "metadata": {"name": "restart-server"},
+            "spec": {
+                "title": "Restart the server",
+                "rto": {"mitigation": "5m"},
+                "match": {"services": ["server"]},
+                "targets": {"http": {"baseUrl": f"http://127.0.0.1:{port}"}},
+                "recovery": [
+                    {
+                        "name": "restart",
+                        "timeout": "90s",
+                        "action": {"type": "restartWorkload", "workload": {"name": "server"}},
+                    },
+                    {"name": "verify", "action": {"type": "httpCheck", "path": "/"}},
+                ],
+            },
+        },
+    )
+    with operator():
+        objects.create(
+            "incidents",
+            {
+                "kind": "Incident",
+                "metadata": {"name": "server-down"},
+                "spec": {
+                    "service": "server",
+                    "summary": "hung",
+                    "severity": 3,
+                    "acknowledgedBy": "alice",
+                },
+            },
+        )
+        status = eventually(
+            lambda: (
+                (s := objects.status("incidents", "server-down")).get("phase") == "Monitoring" and s
+            ),
+            timeout=150,
+            what="the restart runbook to mitigate the incident",
+            describe=lambda: str(objects.status("incidents", "server-down")),
+        )
+    steps = {s["name"]: s for s in status["steps"]}
+    assert steps["restart"]["phase"] == "Succeeded", steps["restart"]
+    assert (
+        steps["verify"]["phase"] == "Succeeded"
+        and steps["verify"]["findings"]["statusCode"] == "200"
+    )
+
+    after = running_pod(core, namespace, "server")
+    new_status = after.status.container_statuses[0]
+    assert after.metadata.name != before.metadata.name
+    assert new_status.container_id != old_status.container_id
+    assert new_status.state.running.started_at > old_started
+    new_process = eventually(lambda: listener(port), what=f"the new process listening on {port}")
+    assert new_process != old_process and new_process.pid != old_process.pid
+    assert "http.server" in new_process.cmdline()
+    eventually(lambda: not old_process.alive(), what=f"the old server (pid {old_process.pid}) gone")
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+
+async def test_job_command_runs_and_its_exit_code_is_read(
+    ctx: ActionContext, batch: kubernetes.client.BatchV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """runJob with an allowlisted hostPath: the command writes a marker into the node's
+    directory as the user of ``securityContext``, then exits 3. The step fails with exitCode
+    3, the marker is on this machine (the node), and the Job is deleted."""
+    shared = tmp_path / "backups"
+    shared.mkdir()
+    shared.chmod(0o777)  # written by uid 65534
+    token = secrets.token_hex(8)
+    action = RunJob.model_validate(
+        {
+            "type": "runJob",
+            "image": BASE_IMAGE,
+            "imagePullPolicy": "Never",
+            "command": [
+                "sh",
+                "-c",
+                f'echo "{token} uid=$(id -u)" > /backup/marker; echo wrote {token}; exit 3',
+            ],
+            "volumes": [{"hostPath": {"path": str(shared)}, "mountPath": "/backup"}],
+            "securityContext": {"runAsUser": 65534, "runAsGroup": 65534},
+        }
+    )
+    result = await run_action(action, with_policy(ctx, hostPathAllowlist=[str(tmp_path)]))
+    assert not result.ok
+    assert result.findings["exitCode"] == 3, result.message
+    assert result.findings["succeeded"] is False and result.findings["timedOut"] is False
+    assert "(exit code 3)" in result.message
+    assert result.output == f"wrote {token}\n"
+    assert (shared / "marker").read_text() == f"{token} uid=65534\n"
+    assert (shared / "marker").stat().st_uid == 65534
+    job = str(result.findings["job"])
+    eventually(lambda: job not in jobs_left(batch, namespace), what=f"Job {job} deleted")
+
+
+async def test_host_path_outside_the_allowlist_never_creates_a_job(
+    ctx: ActionContext, batch: kubernetes.client.BatchV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """Without a policy no hostPath is allowed; with one, only paths inside its entries (a
+    sibling whose name merely starts the same is outside). The step fails (the engine turns
+    the ActionError into a failed step) and no Job exists."""
+    allowed, other = tmp_path / "allowed", tmp_path / "allowed-not"
+    action = RunJob.model_validate(
+        {
+            "type": "runJob",
+            "image": BASE_IMAGE,
+            "command": ["true"],
+            "volumes": [{"hostPath": {"path": str(other)}, "mountPath": "/x"}],
+        }
+    )
+    for context in (ctx, with_policy(ctx, hostPathAllowlist=[str(allowed)])):
+        with pytest.raises(ActionError, match=f"may not mount hostPath {other}: .*no Job was"):
+            await run_action(action, context)
+    assert jobs_left(batch, namespace) == []
+
+
+class Echo:
+    """A server on this machine's loopback that answers ``pong <path>`` and keeps the paths."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                echo.paths.append(self.path)
+                body = f"pong {self.path}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def echo() -> Iterator[Echo]:
+    server = Echo()
+    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+async def test_job_on_the_host_network_reaches_the_node_loopback(
+    ctx: ActionContext, echo: Echo
+) -> None:
+    """With hostNetwork the Job's 127.0.0.1 is the node's, where this test's server listens;
+    without it the pod has only its own loopback, and the same command fails."""
+    path = f"/{secrets.token_hex(6)}"
+    fetch = (
+        "import sys, urllib.request; "
+        "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    )
+    command = ["python3", "-c", fetch, echo.url + path]
+    base = {"type": "runJob", "image": BASE_IMAGE, "imagePullPolicy": "Never", "command": command}
+    reached = await run_action(RunJob.model_validate({**base, "hostNetwork": True}), ctx)
+    assert reached.ok, reached.message
+    assert reached.output == f"pong {path}\n" and reached.findings["exitCode"] == 0
+    assert echo.paths == [path]
+    isolated = await run_action(RunJob.model_validate(base), ctx)
+    assert not isolated.ok and isolated.findings["exitCode"] == 1
+    assert isolated.output is not None and "Connection refused" in isolated.output
+    assert echo.paths == [path]
+
+
+async def test_job_mounts_a_persistent_volume_claim(
+    ctx: ActionContext, core: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    """One Job writes into a claim (the default StorageClass); a second one mounts a
+    subPath of it read-only: it reads the file, and cannot write there."""
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "backups"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Mi"}},
+            },
+        },
+    )
+    token = secrets.token_hex(8)
+    claim = {"persistentVolumeClaim": {"claimName": "backups"}}
+    write = RunJob.model_validate(
+        {
+            "type": "runJob",
+            "image": BASE_IMAGE,
+            "imagePullPolicy": "Never",
+            "command": ["sh", "-c", f"mkdir -p /data/daily && echo {token} > /data/daily/dump"],
+            "volumes": [{**claim, "mountPath": "/data"}],
+        }
+    )
+    wrote = await run_action(write, ctx)
+    assert wrote.ok, wrote.message
+    read = RunJob.model_validate(
+        {
+            "type": "runJob",
+            "image": BASE_IMAGE,
+            "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "cat /restore/dump; touch /restore/new"],
+            "volumes": [{**claim, "mountPath": "/restore", "subPath": "daily", "readOnly": True}],
+        }
+    )
+    result = await run_action(read, ctx)
+    assert not result.ok and result.findings["exitCode"] == 1
+    assert result.output is not None
+    assert result.output.startswith(f"{token}\n") and "Read-only file system" in result.output
+
+
+def test_the_api_server_checks_job_volumes(objects: Objects) -> None:
+    """The CRD's schema and CEL rule refuse what the operator would refuse."""
+
+    def runbook(volume: dict[str, Any]) -> dict[str, Any]:
+        action = {"type": "runJob", "image": BASE_IMAGE, "command": ["true"], "volumes": [volume]}
+        return {
+            "kind": "Runbook",
+            "metadata": {"name": f"rb-{secrets.token_hex(3)}"},
+            "spec": {
+                "title": "t",
+                "rto": {"mitigation": "5m"},
+                "recovery": [{"name": "job", "action": action}],
+            },
+        }
+
+    both = {
+        "hostPath": {"path": "/var/backups"},
+        "persistentVolumeClaim": {"claimName": "b"},
+        "mountPath": "/b",
+    }
+    refusals = {
+        "a volume is either a persistentVolumeClaim or a hostPath": both,
+        "should match": {"hostPath": {"path": "/var/backups/../../etc"}, "mountPath": "/b"},
+    }
+    for message, volume in refusals.items():
+        with pytest.raises(ApiException) as refused:
+            objects.create("runbooks", runbook(volume))
+        assert refused.value.status == 422 and message in str(refused.value.body)
+    objects.create("runbooks", runbook({"hostPath": {"path": "/var/backups"}, "mountPath": "/b"}))
+
+
+# --- exec and logs ----------------------------------------------------------------------------
+
+
+async def test_exec_runs_in_the_container_and_logs_are_its_stdout(
+    ctx: ActionContext,
+    apps: kubernetes.client.AppsV1Api,
+    core: kubernetes.client.CoreV1Api,
+    namespace: str,
+) -> None:
+    """The dashboard image holds /app/dashboard.py, which this machine does not; the pod
+    has its own hostname (its name) and its own PID 1 (the container's command). podLogs
+    finds the line the container printed at start."""
+    token = secrets.token_hex(8)
+    deploy(
+        apps,
+        namespace,
+        "dash",
+        {
+            "image": DASHBOARD_IMAGE,
+            "command": ["sh", "-c", f'echo "started {token} as $(id -u)"; exec sleep infinity'],
+        },
+    )
+    pod = running_pod(core, namespace, "dash").metadata.name
+    workload = {"name": "dash"}
+
+    async def cat(path: str, pattern: str | None = None) -> StepResult:
+        action = ExecInPod(
+            type="execInPod", workload=workload, command=["cat", path], pattern=pattern
+        )
+        return await run_action(action, ctx)
+
+    release = await cat("/etc/os-release", pattern="VERSION_CODENAME=bookworm")
+    assert release.ok, release.message
+    assert release.findings["pod"] == pod and release.findings["exitCode"] == 0
+    assert not Path("/app/dashboard.py").exists()
+    app = await cat("/app/dashboard.py", pattern="dashboard")
+    assert app.ok, app.message
+    hostname = await cat("/etc/hostname")
+    assert hostname.ok and hostname.output == f"{pod}\n"
+    init = await cat("/proc/1/cmdline")
+    assert init.ok and init.output == "sleep\0infinity\0"
+
+    logs = await run_action(
+        PodLogs(type="podLogs", workload=workload, pattern=token, threshold=0), ctx
+    )
+    assert not logs.ok  # one match, above the threshold of 0: the line is there
+    assert logs.findings["pod"] == pod and logs.findings["matches"] == 1
+    assert logs.output == f"started {token} as 10001"
