@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from .adapters.authz import Approvers
 from .adapters.guard import TargetGuard
 from .adapters.identities import ServiceAccountClients
 from .adapters.kube import KubeAdapter, KubeSecretReader, load_api_client
@@ -61,6 +62,7 @@ class OperatorContext:
         self.secrets = KubeSecretReader(kube)
         self.clock = Clock()
         self.identities = ServiceAccountClients(kube.client)
+        self.approvers = Approvers(kube.client)
         self.steps = InFlight()
         # Kopf's live index of Runbooks by namespace, handed over at start-up.
         self.runbook_index: Mapping[str, Iterable[Candidate]] = {}

@@ -13,6 +13,7 @@ from .actions import catalog  # noqa: F401  (registers every action executor)
 from .actions.base import ActionContext, ActionError, StepResult, run_action
 from .adapters.kube import KubeAdapter, KubeError, KubeSecretReader
 from .context import OperatorContext
+from .domain import runbook_check
 from .domain.engine import StepToRun, dry_run_result
 from .durations import parse_duration
 from .models.objects import IncidentObject, RunbookObject
@@ -35,9 +36,13 @@ async def _attempt(plan: StepToRun, context: ActionContext) -> StepResult:
 async def execute(
     ctx: OperatorContext, incident: IncidentObject, runbook: RunbookObject, plan: StepToRun
 ) -> StepResult:
+    namespace = incident.metadata.namespace
+    refused = runbook_check.allowlist_problems(runbook.spec, ctx.policy, namespace)
+    if refused:
+        # Checked again at the last moment: a Secret never goes to a host off the list.
+        return StepResult(False, "refused by the policy's allowlists: " + "; ".join(refused))
     if incident.spec.dry_run and plan.destructive:
         return dry_run_result(plan)
-    namespace = incident.metadata.namespace
     try:
         kube = await ctx.identities.client_for(namespace, runbook.spec.service_account_name)
     except KubeError as exc:

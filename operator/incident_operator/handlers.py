@@ -20,8 +20,8 @@ RETRY_BACKOFF = 5.0
 
 
 @kopf.index(*RUNBOOKS, id="runbook_index")
-def runbook_index(body: kopf.Body, namespace: str | None, **_: Any) -> Any:
-    return runbooks.index_entry(body, namespace or "default")
+def runbook_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> Any:
+    return runbooks.index_entry(body, namespace or "default", memo.ctx.policy)
 
 
 @kopf.index(*INCIDENTS, id="open_incidents")

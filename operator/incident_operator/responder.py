@@ -21,6 +21,7 @@ from .context import OperatorContext
 from .domain import engine, guarding, lifecycle, matching, schedule
 from .domain.guarding import Verdict
 from .domain.story import RunbookChoice
+from .models.incident import Approval
 from .models.objects import IncidentObject, RunbookObject
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,21 @@ async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
     body = await commit.update(ctx, namespace, name, decide)
     if body is None:
         ctx.clock.wake(namespace, name, None)  # deleted: nothing is due any more
+
+
+async def _refusals(
+    ctx: OperatorContext, incident: IncidentObject, approvals: Mapping[str, Approval]
+) -> dict[str, str]:
+    """Approvals (and rejections) whose authors may not approve, with why; for steps that
+    have not ended (answers are cached, so this costs a review per person now and then)."""
+    ended = {s.name for s in incident.status.steps if s.phase in engine.TERMINAL}
+    refusals: dict[str, str] = {}
+    for step, approval in approvals.items():
+        if step not in ended:
+            why = await ctx.approvers.refusal(incident.metadata.namespace, approval.by)
+            if why is not None:
+                refusals[engine.approval_key(approval)] = why
+    return refusals
 
 
 async def _claim(
@@ -77,8 +93,11 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
     retry_at: dt.datetime | None = None
     if runbook is not None:
         approvals = {a.step: a for a in incident.spec.approvals}
+        refusals = await _refusals(ctx, incident, approvals)
         in_flight = ctx.steps.running(meta.uid)
-        plan = engine.next_step(story, runbook.spec, approvals, ctx.policy, level, in_flight)
+        plan = engine.next_step(
+            story, runbook.spec, approvals, ctx.policy, level, in_flight, refusals
+        )
         if plan is not None and ctx.gate.needed(plan, incident):
             verdict = await _claim(ctx, incident, runbook, plan, now)
             claimed = verdict.granted

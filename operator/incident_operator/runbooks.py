@@ -11,13 +11,14 @@ from .context import OperatorContext
 from .domain import conditions as cond
 from .domain import runbook_check
 from .domain.matching import Candidate
+from .domain.policy import Policy
 from .models.runbook import RunbookStatus
 
 RUNBOOKS = "runbooks"
 
 
-def evaluate(body: dict[str, Any], now: dt.datetime) -> RunbookStatus:
-    runbook, problem = runbook_check.parse(body)
+def evaluate(body: dict[str, Any], now: dt.datetime, policy: Policy) -> RunbookStatus:
+    runbook, problem = runbook_check.parse(body, policy)
     old = RunbookStatus.model_validate(
         {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
     )
@@ -44,7 +45,7 @@ def evaluate(body: dict[str, Any], now: dt.datetime) -> RunbookStatus:
 async def validate(ctx: OperatorContext, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     for _ in range(8):
-        status = evaluate(body, dt.datetime.now(dt.UTC))
+        status = evaluate(body, dt.datetime.now(dt.UTC), ctx.policy)
         before = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
         after = status.to_k8s()
         if before == after:
@@ -59,9 +60,11 @@ async def validate(ctx: OperatorContext, body: dict[str, Any]) -> None:
         return
 
 
-def index_entry(body: Mapping[str, Any], namespace: str) -> dict[str, Candidate] | None:
+def index_entry(
+    body: Mapping[str, Any], namespace: str, policy: Policy
+) -> dict[str, Candidate] | None:
     """The Runbook index: each namespace's Runbooks, parsed and checked once per change."""
-    runbook, problem = runbook_check.parse(body)
+    runbook, problem = runbook_check.parse(body, policy)
     if runbook is None:
         return None
     return {namespace: Candidate(runbook, valid=not problem, problem=problem)}

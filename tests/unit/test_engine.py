@@ -71,10 +71,14 @@ class Run:
         }
         return lifecycle.start(IncidentObject.parse(body), self.now, POLICY)
 
-    def next(self, approvals: dict[str, Approval] | None = None) -> engine.StepToRun | None:
+    def next(
+        self,
+        approvals: dict[str, Approval] | None = None,
+        refusals: dict[str, str] | None = None,
+    ) -> engine.StepToRun | None:
         story = self.story()
         level = lifecycle.advance(story, CHOICE)
-        plan = engine.next_step(story, RUNBOOK, approvals or {}, POLICY, level)
+        plan = engine.next_step(story, RUNBOOK, approvals or {}, POLICY, level, None, refusals)
         if plan:
             engine.mark_running(story, plan, dry_run=False)
         self.status = lifecycle.finish(story).status
@@ -140,6 +144,54 @@ def test_rollback_waits_for_approval_then_runs() -> None:
     assert run.status.escalation is not None and run.status.escalation.level >= 1
     assert run.next(approved) is None
     assert run.status.phase == Phase.ESCALATED
+
+
+def _entries(run: Run, reason: str) -> list[str]:
+    return [e.message for e in run.status.timeline if e.reason == reason]
+
+
+def test_an_approval_given_before_the_step_asked_does_not_count() -> None:
+    run = failed_verification()
+    early = {"rollback": Approval(step="rollback", decision="Approved", by="author")}
+    assert run.next(early) is None  # the step asks now; the approval was already there
+    assert run.phases()["rollback"] == StepPhase.AWAITING_APPROVAL
+    assert _entries(run, "ApprovalIgnored"), "the timeline says why it waits"
+    assert run.next(early) is None, "the same early approval never starts the step"
+    fresh = {"rollback": Approval(step="rollback", decision="Approved", by="commander")}
+    plan = run.next(fresh)
+    assert plan is not None and plan.step.name == "rollback"
+
+
+def test_the_early_entry_counts_once_it_was_replaced_and_given_again() -> None:
+    run = failed_verification()
+    early = {"rollback": Approval(step="rollback", decision="Approved", by="bob")}
+    assert run.next(early) is None
+    other = {"rollback": Approval(step="rollback", decision="Approved", by="mallory")}
+    assert run.next(other, {"mallory/Approved": "may not approve"}) is None
+    plan = run.next(early)  # bob answers again, after the step asked
+    assert plan is not None and plan.step.name == "rollback"
+
+
+def test_an_approval_by_someone_who_may_not_approve_is_refused_once() -> None:
+    run = failed_verification()
+    assert run.next() is None
+    forged = {"rollback": Approval(step="rollback", decision="Approved", by="mallory")}
+    why = {"mallory/Approved": "mallory may not approve incidents.incidents.dev in n"}
+    assert run.next(forged, why) is None
+    assert run.next(forged, why) is None
+    assert len(_entries(run, "ApprovalRefused")) == 1
+    assert "may not approve" in _entries(run, "ApprovalRefused")[0]
+    assert run.phases()["rollback"] == StepPhase.AWAITING_APPROVAL
+    plan = run.next(forged, {})  # granted the verb since: the same entry now counts
+    assert plan is not None and plan.step.name == "rollback"
+
+
+def test_a_rejection_by_someone_who_may_not_approve_is_ignored() -> None:
+    run = failed_verification()
+    assert run.next() is None
+    rejected = {"rollback": Approval(step="rollback", decision="Rejected", by="mallory")}
+    assert run.next(rejected, {"mallory/Rejected": "no"}) is None
+    assert run.phases()["rollback"] == StepPhase.AWAITING_APPROVAL
 
 
 def test_rejection_stops_the_runbook() -> None:

@@ -277,6 +277,7 @@ class KubeClient:
         self.batch = kubernetes.client.BatchV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(api_client)
+        self.authorization = kubernetes.client.AuthorizationV1Api(api_client)
 
     async def run(
         self,

@@ -8,6 +8,7 @@ and either runs it again (idempotent actions) or marks it Interrupted and escala
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from ..durations import parse_duration
 from ..models.incident import Approval, ApprovalDecision, Diagnosis, StepPhase, StepStatus
@@ -117,64 +118,121 @@ def _diagnosed(story: Story, runbook: RunbookSpec) -> None:
     story.log("Diagnosed", f"{summary}. Suspected cause: {cause}")
 
 
+def approval_key(approval: Approval) -> str:
+    """Who answered what: the identity of one entry of spec.approvals."""
+    return f"{approval.by}/{approval.decision.value}"
+
+
+def _reject(story: Story, step: Step, record: StepStatus, approval: Approval) -> None:
+    record.decided_by = approval.by
+    record.phase, record.finished_at = StepPhase.REJECTED, story.now
+    record.message = f"Rejected by {approval.by}" + (
+        f": {approval.comment}" if approval.comment else ""
+    )
+    upsert(story, record)
+    story.condition(cond.AWAITING_APPROVAL, False, "Rejected", record.message)
+    story.log(
+        "StepRejected",
+        f"{step.name}: {record.message}; runbook stopped",
+        warning=True,
+        actor=approval.by,
+    )
+
+
+def _request_approval(
+    story: Story, step: Step, record: StepStatus, approval: Approval | None
+) -> None:
+    record.phase, record.approval_requested_at = StepPhase.AWAITING_APPROVAL, story.now
+    record.message = "Waiting for approval"
+    upsert(story, record)
+    story.condition(
+        cond.AWAITING_APPROVAL,
+        True,
+        "ApprovalRequested",
+        f"{step.name} ({step.action.type}) needs approval",
+    )
+    story.log(
+        "ApprovalRequested",
+        f"{step.name} ({step.action.type}) waits for approval in spec.approvals",
+    )
+    if approval is not None:
+        # Given before anyone asked, e.g. by the Incident's author at creation: no answer.
+        record.approval_before_request = approval_key(approval)
+        story.log(
+            "ApprovalIgnored",
+            f"{step.name}: the approval by {approval.by} was given before the step asked for "
+            "one; it does not count, approve again",
+            warning=True,
+        )
+    request_approval(story, step.name, step.action.type)
+
+
+def _fresh(story: Story, record: StepStatus, approval: Approval) -> bool:
+    """Given after the step asked: not the entry that was there before the request (once it
+    was replaced, an equal entry is a new answer), or the same one written again since."""
+    if approval_key(approval) != record.approval_before_request:
+        return True
+    written = story.incident.metadata.field_times.get("spec.approvals")
+    asked = record.approval_requested_at
+    return written is not None and asked is not None and written > asked
+
+
 def _await_approval(
     story: Story,
     step: Step,
     stage: str,
     approval: Approval | None,
-    policy: Policy,
-    level: LevelPolicy,
+    refusal: str | None,
     runbook: RunbookSpec,
 ) -> bool:
-    """True when the step may run now; otherwise status says what it waits for."""
+    """True when the step may run now; otherwise status says what it waits for.
+
+    An approval counts when it answers the step's request (given after the step asked) and
+    its author may approve (``refusal`` is None: the operator's SubjectAccessReview agreed).
+    A rejection by someone who may approve stops the runbook at any time.
+    """
     record = find_record(story, step.name) or StepStatus(
         name=step.name, stage=stage, action=step.action.type
     )
-    if approval is not None:
-        record.decided_by = approval.by
-        if approval.decision == ApprovalDecision.REJECTED:
-            record.phase, record.finished_at = StepPhase.REJECTED, story.now
-            record.message = f"Rejected by {approval.by}" + (
-                f": {approval.comment}" if approval.comment else ""
-            )
+    if approval is not None and refusal is None and approval.decision == ApprovalDecision.REJECTED:
+        _reject(story, step, record, approval)
+        return False
+    if record.phase != StepPhase.AWAITING_APPROVAL:
+        _request_approval(story, step, record, approval)
+        return False
+    stale = record.approval_before_request
+    if stale is not None and (approval is None or approval_key(approval) != stale):
+        record.approval_before_request = None  # that early entry is gone: answers count
+        upsert(story, record)
+    if approval is not None and _fresh(story, record, approval):
+        if refusal is None:
+            record.decided_by, record.phase = approval.by, StepPhase.PENDING
             upsert(story, record)
-            story.condition(cond.AWAITING_APPROVAL, False, "Rejected", record.message)
-            story.log(
-                "StepRejected",
-                f"{step.name}: {record.message}; runbook stopped",
-                warning=True,
-                actor=approval.by,
-            )
-            return False
-        if record.phase == StepPhase.AWAITING_APPROVAL or record.approval_requested_at is None:
             story.condition(
                 cond.AWAITING_APPROVAL, False, "Approved", f"{step.name} approved by {approval.by}"
             )
             story.log("StepApproved", f"{step.name} approved by {approval.by}", actor=approval.by)
-            record.phase = StepPhase.PENDING
+            return True
+        if record.approval_refused != approval_key(approval):
+            record.approval_refused = approval_key(approval)
             upsert(story, record)
-        return True
-    if record.phase != StepPhase.AWAITING_APPROVAL:
-        record.phase, record.approval_requested_at = StepPhase.AWAITING_APPROVAL, story.now
-        record.message = "Waiting for approval"
-        upsert(story, record)
-        story.condition(
-            cond.AWAITING_APPROVAL,
-            True,
-            "ApprovalRequested",
-            f"{step.name} ({step.action.type}) needs approval",
-        )
-        story.log(
-            "ApprovalRequested",
-            f"{step.name} ({step.action.type}) waits for approval in spec.approvals",
-        )
-        request_approval(story, step.name, step.action.type)
-        return False
+            story.log(
+                "ApprovalRefused",
+                f"{step.name}: the approval by {approval.by} does not count: {refusal}",
+                warning=True,
+            )
+    _approval_timeout(story, step, record, runbook)
+    return False
+
+
+def _approval_timeout(story: Story, step: Step, record: StepStatus, runbook: RunbookSpec) -> None:
+    policy = story.policy
     waited = story.now - (record.approval_requested_at or story.now)
     limit = policy.scaled(parse_duration(runbook.safety.approval_timeout))
     if waited > limit and not record.approval_escalated:
         record.approval_escalated = True
         upsert(story, record)
+        level = policy.level(story.status.severity or 4)
         escalate(
             story,
             policy,
@@ -182,7 +240,6 @@ def _await_approval(
             "ApprovalTimeout",
             f"{step.name} waited {runbook.safety.approval_timeout} for approval",
         )
-    return False
 
 
 def next_step(
@@ -192,12 +249,14 @@ def next_step(
     policy: Policy,
     level: LevelPolicy,
     in_flight: str | None = None,
+    refusals: Mapping[str, str] | None = None,
 ) -> StepToRun | None:
     """The step to run now, or None (waiting, halted or finished: status says which).
 
     ``in_flight`` names the step this operator is running right now for the Incident: its
     Running record is work in progress. Any other Running record was left by an operator
-    that stopped mid-step, and is resumed or marked Interrupted.
+    that stopped mid-step, and is resumed or marked Interrupted. ``refusals`` maps the
+    approval entries (``approval_key``) whose authors may not approve to why.
     """
     status = story.status
     if status.resolved_at is not None or _halted(story, runbook):
@@ -251,8 +310,10 @@ def next_step(
                 )
                 story.log("StepSkipped", f"{step.name} skipped: {why}")
                 continue
+            approval = approvals.get(step.name)
+            refusal = (refusals or {}).get(approval_key(approval)) if approval else None
             if step.requires_approval and not _await_approval(
-                story, step, stage, approvals.get(step.name), policy, level, runbook
+                story, step, stage, approval, refusal, runbook
             ):
                 return None
             return StepToRun(step, stage)

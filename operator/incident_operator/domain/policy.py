@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from ..durations import parse_duration
 from ..models.actions import AbsolutePath
 from ..models.base import Duration, Model, SecretKeyRef, StrEnum
+from .allowlists import ExecPolicy, TargetsPolicy
 
 
 class LevelPolicy(Model):
@@ -106,6 +107,8 @@ class Policy(Model):
     delivery_attempts: int = Field(default=3, ge=1, le=10)
     delivery_timeout: Duration = "5s"
     jobs: JobsPolicy = Field(default_factory=JobsPolicy)
+    exec: ExecPolicy = Field(default_factory=ExecPolicy)
+    targets: TargetsPolicy = Field(default_factory=TargetsPolicy)
 
     @model_validator(mode="after")
     def _one_entry_per_level(self) -> Policy:

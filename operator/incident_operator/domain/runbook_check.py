@@ -10,12 +10,25 @@ from pydantic import ValidationError
 from ..models.actions import Target
 from ..models.objects import RunbookObject
 from ..models.runbook import RunbookSpec
+from .allowlists import exec_problem, target_problems
+from .policy import Policy
 
 #: Actions of these kinds need the connection of the same name in ``spec.targets``.
 CONNECTIONS = frozenset({Target.POSTGRES, Target.REDIS, Target.HTTP, Target.PROMETHEUS})
 
 
-def problems(spec: RunbookSpec) -> list[str]:
+def allowlist_problems(spec: RunbookSpec, policy: Policy, namespace: str) -> list[str]:
+    """Targets and exec commands the admin's policy does not allow (domain.allowlists)."""
+    found = target_problems(spec, policy.targets, namespace)
+    for step in [*spec.diagnosis, *spec.recovery]:
+        problem = exec_problem(step, policy.exec)
+        if problem is not None:
+            found.append(problem)
+    return found
+
+
+def problems(spec: RunbookSpec, policy: Policy | None = None, namespace: str = "") -> list[str]:
+    """Everything that makes the Runbook unusable; the allowlists only when ``policy``."""
     found: list[str] = []
     seen: set[str] = set()
     for stage, steps in (("diagnosis", spec.diagnosis), ("recovery", spec.recovery)):
@@ -33,10 +46,14 @@ def problems(spec: RunbookSpec) -> list[str]:
                     f"spec.targets.{target.value}"
                 )
             seen.add(step.name)
+    if policy is not None:
+        found += allowlist_problems(spec, policy, namespace)
     return found
 
 
-def parse(body: Mapping[str, Any]) -> tuple[RunbookObject | None, str]:
+def parse(
+    body: Mapping[str, Any], policy: Policy | None = None
+) -> tuple[RunbookObject | None, str]:
     """The runbook and an empty string, or None and why it cannot be used."""
     try:
         runbook = RunbookObject.parse(body)
@@ -44,7 +61,7 @@ def parse(body: Mapping[str, Any]) -> tuple[RunbookObject | None, str]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return None, f"spec.{where}: {first['msg']}"
-    issues = problems(runbook.spec)
+    issues = problems(runbook.spec, policy, runbook.metadata.namespace)
     if issues:
         return runbook, "; ".join(issues)[:1024]
     return runbook, ""

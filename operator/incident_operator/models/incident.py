@@ -396,6 +396,18 @@ class StepStatus(Model):
         description="True once the wait for approval exceeded spec.safety.approvalTimeout and "
         "escalated.",
     )
+    approval_before_request: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None,
+        description="The approval entry (by/decision) that was already in spec.approvals when "
+        "the step asked for approval. It does not count: an approval answers a request, so it "
+        "must be given (again) after the step asked.",
+    )
+    approval_refused: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None,
+        description="The approval entry (by/decision) the operator did not honour because "
+        "its author may not approve Incidents in this namespace (the verb approve on "
+        "incidents.incidents.dev, checked with a SubjectAccessReview).",
+    )
     blocked_by: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None,
         description="Why the step has not started although it is next: the safety gate's "
