@@ -32,6 +32,7 @@ from incident_operator.domain.policy import load_policy
 from incident_operator.models.actions import RunJob
 from incident_operator.models.runbook import Targets
 from tests.fixtures.cluster import Objects, eventually
+from tests.fixtures.operator import OperatorFactory
 
 pytestmark = pytest.mark.cluster
 
@@ -255,3 +256,53 @@ def test_the_api_server_checks_job_volumes(objects: Objects) -> None:
             objects.create("runbooks", runbook(volume))
         assert refused.value.status == 422 and message in str(refused.value.body)
     objects.create("runbooks", runbook({"hostPath": {"path": "/var/backups"}, "mountPath": "/b"}))
+
+
+def test_operator_runs_a_runbook_job_and_reads_its_exit_code(
+    objects: Objects, operator: OperatorFactory, batch: kubernetes.client.BatchV1Api, namespace: str
+) -> None:
+    """The same through the operator, as the Runbook's ServiceAccount: the Job's command
+    prints a token and exits 3; the step fails with exitCode 3 and the token in its output,
+    and the Job is gone."""
+    token = secrets.token_hex(8)
+    action = {
+        "type": "runJob",
+        "image": BASE_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", f"echo restore ran {token}; exit 3"],
+    }
+    objects.create(
+        "runbooks",
+        {
+            "kind": "Runbook",
+            "metadata": {"name": "restore"},
+            "spec": {
+                "title": "Restore",
+                "rto": {"mitigation": "5m"},
+                "match": {"services": ["db"]},
+                "recovery": [{"name": "restore", "timeout": "90s", "action": action}],
+            },
+        },
+    )
+    incident = {"service": "db", "summary": "data lost", "severity": 3, "acknowledgedBy": "al"}
+    with operator():
+        objects.create(
+            "incidents", {"kind": "Incident", "metadata": {"name": "inc"}, "spec": incident}
+        )
+        step = eventually(
+            lambda: next(
+                (
+                    s
+                    for s in objects.status("incidents", "inc").get("steps", [])
+                    if s["name"] == "restore" and s["phase"] == "Failed"
+                ),
+                None,
+            ),
+            timeout=120,
+            what="the restore step to fail",
+            describe=lambda: str(objects.status("incidents", "inc")),
+        )
+    assert step["findings"]["exitCode"] == "3" and step["findings"]["succeeded"] == "False"
+    assert "(exit code 3)" in step["message"]
+    assert step["output"] == f"restore ran {token}\n"
+    eventually(lambda: jobs_left(batch, namespace) == [], what="the Job deleted")
