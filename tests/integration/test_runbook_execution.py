@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
 from tests.fixtures.cluster import Objects, eventually, kubectl
@@ -174,8 +175,26 @@ def test_dry_run_records_what_it_would_do(
 
 
 def test_approval_gate_waits_then_runs(
-    objects: Objects, operator: OperatorFactory, service: CountingServer, namespace: str
+    objects: Objects,
+    operator: OperatorFactory,
+    service: CountingServer,
+    namespace: str,
+    api_client: Any,
 ) -> None:
+    """The step waits until an approver (a person the namespace lets approve, acting as
+    themself) approves it after it asked; then it runs once."""
+    kubernetes.client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "vp-approver"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "incident-operator-approver",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "vp"}],
+        },
+    )
     objects.create(
         "runbooks",
         runbook(
@@ -199,6 +218,8 @@ def test_approval_gate_waits_then_runs(
         assert "AwaitingApproval" in row and "verify" in row
         assert service.hits["/verify"] == 0
         kubectl(
+            "--as",
+            "vp",
             "patch",
             "inc",
             "inc",
@@ -252,8 +273,6 @@ def test_interrupted_non_idempotent_step_is_escalated_not_repeated(
     api_client: Any,
     tmp_path: Path,
 ) -> None:
-    import kubernetes
-
     apps = kubernetes.client.AppsV1Api(api_client)
     apps.create_namespaced_deployment(
         namespace,
