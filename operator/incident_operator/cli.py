@@ -31,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if namespaces:  # the alert receiver checks its allowlists against these
+        os.environ[WATCH_ENV] = ",".join(namespaces)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         stream=sys.stderr,

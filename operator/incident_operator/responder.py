@@ -18,7 +18,7 @@ from typing import Any
 from . import commit, notifications, steps
 from .adapters.guard import GuardError
 from .context import OperatorContext
-from .domain import engine, guarding, lifecycle, matching, schedule
+from .domain import alert_resolution, engine, guarding, lifecycle, matching, schedule
 from .domain.guarding import Verdict
 from .domain.story import RunbookChoice
 from .models.incident import Approval
@@ -98,6 +98,9 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
         plan = engine.next_step(
             story, runbook.spec, approvals, ctx.policy, level, in_flight, refusals
         )
+        held = plan.step.name if plan and plan.destructive and not incident.spec.dry_run else None
+        if alert_resolution.hold_for_maintenance(story, ctx.policy.maintenance, held):
+            plan = None  # a maintenance window holds remediation; due again at its end
         if plan is not None and ctx.gate.needed(plan, incident):
             verdict = await _claim(ctx, incident, runbook, plan, now)
             claimed = verdict.granted

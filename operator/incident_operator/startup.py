@@ -11,12 +11,12 @@ from typing import Any
 
 import kopf
 
-from . import API_GROUP, responder
+from . import API_GROUP, intake, responder
 from .adapters.kube import load_api_client
 from .context import OperatorContext, Settings
 from .domain.matching import Candidate
 from .domain.policy import PolicyError
-from .webhook import AlertReceiver
+from .webhook import AlertReceiver, ReceiverError
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,22 @@ async def start(
     ctx.clock.bind(lambda namespace, name: ctx.spawn(responder.on_due(ctx, namespace, name)))
     memo.ctx = ctx
     if ctx.settings.webhook_port is not None:
-        memo.alert_receiver = AlertReceiver(
-            ctx.kube,
-            ctx.settings.namespace,
-            ctx.settings.webhook_token,
-            lambda namespace, name: ctx.clock.wake(namespace, name, ctx.now()),
+        await _start_receiver(ctx, memo)
+
+
+async def _start_receiver(ctx: OperatorContext, memo: Any) -> None:
+    """The Alertmanager receiver; a missing token or TLS file stops the operator."""
+    try:
+        config = await intake.receiver_config(ctx)
+        sink = intake.IncidentSink(
+            ctx, lambda namespace, name: ctx.clock.wake(namespace, name, ctx.now())
         )
-        await memo.alert_receiver.start(ctx.settings.webhook_host, ctx.settings.webhook_port)
+        receiver = AlertReceiver(sink, config)
+        assert ctx.settings.webhook_port is not None
+        await receiver.start(ctx.settings.webhook_host, ctx.settings.webhook_port)
+    except ReceiverError as exc:
+        raise kopf.PermanentError(f"alert receiver: {exc}") from exc
+    memo.alert_receiver = receiver
 
 
 def login(memo: Any) -> kopf.ConnectionInfo:

@@ -13,6 +13,7 @@ import datetime as dt
 from ..models.incident import IncidentStatus, StepPhase
 from ..models.objects import IncidentObject
 from . import conditions as cond
+from .alert_resolution import resolve_from_alerts
 from .escalation import acknowledge, escalate
 from .notices import initial_notification, send_updates
 from .policy import LevelPolicy, Policy
@@ -47,6 +48,7 @@ def advance(story: Story, choice: RunbookChoice) -> LevelPolicy:
         if current == 0:
             escalate(story, policy, level, "NoRunbook", choice.message)
     resolve(story, policy, level)
+    resolve_from_alerts(story, policy, level)
     send_updates(story, policy, level)
     return level
 

@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from ..durations import parse_duration
 from ..models.actions import AbsolutePath
 from ..models.base import Duration, Model, SecretKeyRef, StrEnum
+from .alert_policy import AlertsPolicy, MaintenanceWindow
 from .allowlists import ExecPolicy, TargetsPolicy
 
 
@@ -109,6 +110,12 @@ class Policy(Model):
     jobs: JobsPolicy = Field(default_factory=JobsPolicy)
     exec: ExecPolicy = Field(default_factory=ExecPolicy)
     targets: TargetsPolicy = Field(default_factory=TargetsPolicy)
+    alerts: AlertsPolicy = Field(default_factory=AlertsPolicy)
+    maintenance: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Maintenance windows: no new Incidents, no remediation for their services.",
+    )
 
     @model_validator(mode="after")
     def _one_entry_per_level(self) -> Policy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from ..models.incident import (
@@ -42,30 +43,62 @@ def alert_resolved(story: Story) -> None:
 
 
 def resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
-    spec, status, now = story.incident.spec, story.status, story.now
+    spec, status = story.incident.spec, story.status
     resolution = spec.resolution
     if status.review is not None:
         sync_action_items(status, spec.action_items)
     if resolution is None or status.resolved_at is not None:
         return
+    close(
+        story,
+        Closing(
+            when=story.acted_at("spec.resolution"),
+            by=resolution.resolved_by,
+            root_cause=resolution.root_cause,
+            reason="ResolvedByResponder",
+            impact=resolution.impact,
+            actions=list(resolution.actions),
+            actor=resolution.resolved_by,
+        ),
+        policy,
+        level,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Closing:
+    """Who resolves, when and why: a responder (spec.resolution) or the operator."""
+
+    when: dt.datetime
+    by: str
+    root_cause: str
+    reason: str
+    impact: str | None = None
+    actions: list[str] = dataclasses.field(default_factory=list)
+    actor: str | None = None
+
+
+def close(story: Story, closing: Closing, policy: Policy, level: LevelPolicy) -> None:
+    """Resolve: times, the Resolved condition, the review and the resolution notice."""
+    spec, status, now = story.incident.spec, story.status, story.now
     assert status.detected_at is not None
-    resolved = story.acted_at("spec.resolution")
-    status.resolved_at, status.resolved_by = resolved, resolution.resolved_by
+    resolved = closing.when
+    status.resolved_at, status.resolved_by = resolved, closing.by
     if status.time_to_recover_seconds is None:
         record_recovery(story, resolved)
     duration = (resolved - status.detected_at).total_seconds()
     story.condition(
         cond.RESOLVED,
         True,
-        "ResolvedByResponder",
-        f"Resolved by {resolution.resolved_by}: {resolution.root_cause}"[:1024],
+        closing.reason,
+        f"Resolved by {closing.by}: {closing.root_cause}"[:1024],
     )
     story.log(
         "Resolved",
-        f"Resolved by {resolution.resolved_by} after "
+        f"Resolved by {closing.by} after "
         f"{messages.human_duration(duration)}; root cause: "
-        f"{resolution.root_cause}",
-        actor=resolution.resolved_by,
+        f"{closing.root_cause}",
+        actor=closing.actor,
     )
     review_seconds = level.review_seconds
     items = (
@@ -84,9 +117,9 @@ def resolve(story: Story, policy: Policy, level: LevelPolicy) -> None:
     )
     fields = message_fields(story.incident, status, policy, level, now)
     fields.duration = messages.human_duration(duration)
-    fields.root_cause = resolution.root_cause
-    fields.impact = resolution.impact or fields.impact
-    actions = list(resolution.actions) or [
+    fields.root_cause = closing.root_cause
+    fields.impact = closing.impact or fields.impact
+    actions = closing.actions or [
         f"{s.name}: {s.message}" for s in status.steps if s.phase == StepPhase.SUCCEEDED
     ]
     fields.actions = messages.bullet_list(actions)

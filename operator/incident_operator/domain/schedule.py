@@ -2,8 +2,10 @@
 
 The operator does not poll. After each decision it wakes the Incident at the earliest time
 something is due by the clock: the response deadline, the next step of the escalation chain,
-the next stakeholder update, or an approval's timeout. Changes to the Incident or its
-Runbook, and a step's end, wake it as well. A resolved Incident is never woken by the clock.
+the next stakeholder update, an approval's timeout, the end of a quiet period before
+resolution from alerts, or the end of a maintenance window that holds a step. Changes to the
+Incident or its Runbook, and a step's end, wake it as well. A resolved Incident is never
+woken by the clock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ..durations import parse_duration
 from ..models.incident import IncidentStatus, StepPhase
 from ..models.runbook import RunbookSpec
 from . import conditions as cond
+from .alert_resolution import quiet_until
 from .policy import Policy
 
 #: Wake a moment after a deadline, so the decision sees it as passed.
@@ -49,4 +52,9 @@ def next_due(
                 and not record.approval_escalated
             ):
                 due.append(record.approval_requested_at + limit)
+    due += [t for t in (quiet_until(status, policy), _maintenance_end(status)) if t]
     return min(due) + MARGIN if due else None
+
+
+def _maintenance_end(status: IncidentStatus) -> dt.datetime | None:
+    return status.maintenance.until if status.maintenance is not None else None

@@ -8,6 +8,7 @@ from typing import Annotated
 from kube_custom_resource.custom_resource import CustomResource
 from pydantic import ConfigDict, Field, StringConstraints
 
+from .alerting import AlertsStatus, MaintenanceHold
 from .base import (
     Condition,
     LabelName,
@@ -579,6 +580,13 @@ class IncidentStatus(Model):
     )
     message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="What the response waits for, if anything."
+    )
+    alerts: AlertsStatus | None = Field(
+        default=None, description="The Alertmanager alerts behind the Incident, if any."
+    )
+    maintenance: MaintenanceHold | None = Field(
+        default=None,
+        description="Set while a maintenance window holds the Incident's remediation.",
     )
 
 
