@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 
 from ..adapters.http import (
@@ -23,6 +22,7 @@ from ..adapters.http import (
 )
 from ..durations import format_duration, inner_timeout, parse_duration
 from ..models.actions import Comparison, HttpCheck, PrometheusQuery
+from . import patterns
 from .base import ActionContext, ActionError, Finding, StepResult, executor, read_secret
 
 BODY_EXCERPT = 1024
@@ -124,9 +124,9 @@ async def http_check(action: HttpCheck, ctx: ActionContext) -> StepResult:
         raise ActionError("runbook has no http target")
     try:
         max_latency = parse_duration(action.max_latency) if action.max_latency else None
-        pattern = re.compile(action.pattern) if action.pattern else None
-    except (ValueError, re.error) as exc:
+    except ValueError as exc:
         raise ActionError(f"invalid httpCheck parameters: {exc}") from None
+    pattern = patterns.compiled(action.pattern) if action.pattern else None
     headers: dict[str, str] = {}
     api_key = None
     if target.api_key_secret_ref is not None:
@@ -167,7 +167,7 @@ async def http_check(action: HttpCheck, ctx: ActionContext) -> StepResult:
     }
     content = ""
     if pattern is not None:
-        matched = pattern.search(body) is not None
+        matched = await patterns.search(pattern, body)
         findings["patternMatched"] = matched
         if not matched:
             content = f"; the body does not match /{action.pattern}/"

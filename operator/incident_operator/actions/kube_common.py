@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import time
 from collections.abc import Iterator
 
@@ -117,13 +116,6 @@ def tail(text: str, limit: int = MAX_OUTPUT - 64) -> str:
         return text
     cut = text[-limit:]
     return "[... earlier lines cut]\n" + cut[cut.find("\n") + 1 :]
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ActionError(f"invalid pattern {pattern!r}: {exc}") from None
 
 
 def utc_text(value: dt.datetime) -> str:

@@ -12,6 +12,7 @@ from ..models.actions import (
     ExecInPod,
     PodLogs,
 )
+from . import patterns
 from .base import (
     ActionContext,
     ActionError,
@@ -22,7 +23,6 @@ from .kube_common import (
     Budget,
     Findings,
     api_errors,
-    compile_pattern,
     kube_client,
     plural,
     tail,
@@ -49,9 +49,9 @@ DEFAULT_EXEC_ALLOWLIST: tuple[tuple[str, ...], ...] = (
 @executor(PodLogs)
 async def pod_logs(action: PodLogs, ctx: ActionContext) -> StepResult:
     """Fails when more lines than ``threshold`` match ``pattern``."""
-    kube = kube_client(ctx)
+    kube, budget = kube_client(ctx), Budget(ctx)
     kind, name = workload_ref(action.workload)
-    regex = compile_pattern(action.pattern) if action.pattern else None
+    regex = patterns.compiled(action.pattern) if action.pattern else None
     with api_errors():
         logs = await pods.pod_logs(
             kube, ctx.namespace, kind, name, action.tail_lines, action.container
@@ -68,7 +68,7 @@ async def pod_logs(action: PodLogs, ctx: ActionContext) -> StepResult:
             findings,
             tail(logs.text) or None,
         )
-    matches = [line for line in lines if regex.search(line)]
+    matches = await patterns.matching_lines(regex, lines, budget.left())
     findings["matches"] = len(matches)
     failed = action.threshold is not None and len(matches) > action.threshold
     verb = "matches" if len(matches) == 1 else "match"
@@ -129,7 +129,7 @@ async def exec_in_pod(action: ExecInPod, ctx: ActionContext) -> StepResult:
         raise ActionError(f"command not allowed in execInPod: {shown} (see {ALLOWLIST_ENV})")
     kube, budget = kube_client(ctx), Budget(ctx)
     kind, name = workload_ref(action.workload)
-    regex = compile_pattern(action.pattern) if action.pattern else None
+    regex = patterns.compiled(action.pattern) if action.pattern else None
     with api_errors():
         result = await pods.exec_in_pod(
             kube, ctx.namespace, kind, name, action.command, action.container, budget.left()
@@ -149,7 +149,7 @@ async def exec_in_pod(action: ExecInPod, ctx: ActionContext) -> StepResult:
     ok = result.exit_code == 0
     message = f"`{shown}` in {where} exited with code {result.exit_code}"
     if regex is not None:
-        matched = bool(regex.search(result.stdout) or regex.search(result.stderr))
+        matched = await patterns.search(regex, result.stdout, result.stderr)
         findings["matched"] = matched
         ok = ok and matched
         message += (

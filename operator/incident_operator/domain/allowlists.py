@@ -21,10 +21,12 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import re2
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from ..models.actions import ExecInPod
 from ..models.base import Model
+from ..models.patterns import MAX_POLICY_PROGRAM_SIZE, Pattern, compile_pattern
 from ..models.runbook import RunbookSpec, Step
 
 Placeholder = Annotated[str, StringConstraints(pattern=r"^[a-z][a-zA-Z0-9]{0,31}$")]
@@ -58,9 +60,14 @@ class ExecCommand(Model):
             raise ValueError(f"placeholders without a pattern: {sorted(missing)}")
         for name, pattern in self.params.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"params.{name}: not a regular expression: {exc}") from None
+                compile_pattern(pattern, max_program_size=MAX_POLICY_PROGRAM_SIZE)
+            except ValueError as exc:
+                raise ValueError(f"params.{name}: {exc}") from None
+        for arg in self.command:
+            try:
+                _arg_regex(arg, self.params)
+            except ValueError as exc:
+                raise ValueError(f"command argument {arg!r}: {exc}") from None
         return self
 
     def matches(self, argv: list[str]) -> bool:
@@ -71,14 +78,18 @@ class ExecCommand(Model):
         )
 
 
-def _arg_regex(template: str, params: dict[str, str]) -> re.Pattern[str]:
+def _arg_regex(template: str, params: dict[str, str]) -> Pattern:
+    """The argument template as one RE2 pattern (``.`` matches newlines too): the
+    Runbook's argv is untrusted text, so no backtracking engine sees it."""
     parts, last = [], 0
     for found in _PLACEHOLDER.finditer(template):
-        parts.append(re.escape(template[last : found.start()]))
+        parts.append(re2.escape(template[last : found.start()]))
         parts.append(f"(?:{params[found.group(1)]})")
         last = found.end()
-    parts.append(re.escape(template[last:]))
-    return re.compile("".join(parts), re.DOTALL)
+    parts.append(re2.escape(template[last:]))
+    return compile_pattern(
+        "".join(parts), dot_matches_newline=True, max_program_size=MAX_POLICY_PROGRAM_SIZE
+    )
 
 
 def _playbook_commands() -> list[ExecCommand]:

@@ -19,11 +19,16 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from .base import Duration, LabelName, Model, ResourceName, SecretKeyRef, StrEnum
+from .patterns import check_pattern
 
-Regex = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: An RE2 pattern (see ``models.patterns``): refused when the Runbook is validated if RE2
+#: cannot compile it or it is too large.
+Regex = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(check_pattern)
+]
 Quantity = Annotated[
     str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$", max_length=32)
 ]
@@ -265,8 +270,8 @@ class PodLogs(ActionModel):
     )
     pattern: Regex | None = Field(
         default=None,
-        description="Python regular expression searched in each line, e.g. ERROR|FATAL. "
-        "Omit to only show the lines.",
+        description="RE2 regular expression searched in each line, e.g. ERROR|FATAL (no "
+        "lookaround or backreferences). Omit to only show the lines.",
     )
     threshold: float | None = Field(
         default=None,
@@ -335,8 +340,8 @@ class ExecInPod(ActionModel):
     )
     pattern: Regex | None = Field(
         default=None,
-        description="Python regular expression; the step fails unless stdout or stderr "
-        "matches it, e.g. PONG.",
+        description="RE2 regular expression (no lookaround or backreferences); the step "
+        "fails unless stdout or stderr matches it, e.g. PONG.",
     )
 
 
@@ -706,7 +711,8 @@ class HttpCheck(ActionModel):
     )
     pattern: Regex | None = Field(
         default=None,
-        description='Python regular expression the response body must match, e.g. "status": ?"ok".',
+        description="RE2 regular expression the response body must match (no lookaround or "
+        'backreferences), e.g. "status": ?"ok".',
     )
 
 
