@@ -46,7 +46,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message[:1024],
+        message=message,  # the model cuts it to its limit
         last_transition_time=now
         if changed_status or existing is None
         else existing.last_transition_time,

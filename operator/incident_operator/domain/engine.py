@@ -108,7 +108,7 @@ def _diagnosed(story: Story, runbook: RunbookSpec) -> None:
         r for r in story.status.steps if r.stage == "diagnosis" and r.phase == StepPhase.FAILED
     ]
     if failed:
-        cause = "; ".join(f"{r.name}: {r.message}" for r in failed)[:1024]
+        cause = "; ".join(f"{r.name}: {r.message}" for r in failed)
         summary = f"{len(failed)} of {len(runbook.diagnosis)} checks found a problem"
     else:
         cause = "No diagnosis check failed"
@@ -366,8 +366,8 @@ def record_result(
     record.finished_at = story.now
     if record.started_at is not None:
         record.duration_seconds = round((story.now - record.started_at).total_seconds(), 3)
-    record.message = result.message[:1024]
-    record.findings = {k: str(v)[:512] for k, v in result.findings.items()}
+    record.message = result.message  # status strings are cut by the model (StatusText)
+    record.findings = {k: str(v) for k, v in result.findings.items()}
     record.output = result.output
     upsert(story, record)
     if result.ok:

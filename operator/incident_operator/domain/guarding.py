@@ -60,9 +60,9 @@ def apply_verdict(
                 name=plan.step.name, stage=plan.stage, action=plan.step.action.type
             )
             record.blocked_by = verdict.reason
-            record.message = f"Waiting: {verdict.message}"[:1024]
+            record.message = f"Waiting: {verdict.message}"
             upsert(story, record)
-            story.status.message = f"{plan.step.name} waits: {verdict.message}"[:1024]
+            story.status.message = f"{plan.step.name} waits: {verdict.message}"
             story.log("WaitingForTarget", story.status.message)
         return None
     # Cooling down or out of attempts: retrying would be the loop the limits exist to stop.

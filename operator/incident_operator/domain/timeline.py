@@ -23,7 +23,7 @@ def append(
         time=now,
         type=EventType.WARNING if warning else EventType.NORMAL,
         reason=reason,
-        message=message[:1024],
+        message=message,  # the model cuts it to its limit
         actor=actor,
     )
     timeline = [*status.timeline, entry]

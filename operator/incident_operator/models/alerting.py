@@ -11,14 +11,14 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from .base import Model
+from .base import Model, StatusKey, StatusRef, StatusShortName
 
 #: Alert groups one Incident keeps (the first ones; later merges only count).
 MAX_GROUPS = 16
 #: Alerts listed per Incident (the first ones seen); ``total`` counts all of them.
 MAX_ALERTS = 20
 
-AlertName = Annotated[str, StringConstraints(max_length=253)]
+AlertName = StatusRef
 Hex = Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9a-f]*$")]
 
 
@@ -30,7 +30,7 @@ class AlertGroup(Model):
     )
     labels: dict[
         str,
-        Annotated[str, StringConstraints(max_length=256), Field(description="The label value.")],
+        Annotated[StatusKey, Field(description="The label value.")],
     ] = Field(default_factory=dict, max_length=16, description="The group's groupLabels (max 16).")
     firing: int = Field(default=0, ge=0, description="Firing alerts in its last notification.")
     resolved: int = Field(default=0, ge=0, description="Resolved alerts in its last notification.")
@@ -94,10 +94,8 @@ class AlertsStatus(Model):
 class MaintenanceHold(Model):
     """A maintenance window of the policy that holds the Incident's remediation."""
 
-    window: Annotated[str, StringConstraints(max_length=63)] = Field(
-        description="The window's name in the policy."
-    )
+    window: StatusShortName = Field(description="The window's name in the policy.")
     until: dt.datetime = Field(description="When the window ends and remediation may go on.")
-    step: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+    step: StatusShortName | None = Field(
         default=None, description="The destructive step that waits for the window's end."
     )

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from kube_custom_resource import schema
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -33,6 +33,37 @@ Duration = Annotated[
     str,
     StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$", max_length=32),
 ]
+
+#: The end of a status string cut to its limit.
+ELLIPSIS = "…"
+
+
+def clamp(text: str, limit: int) -> str:
+    """``text``, or its start and an ellipsis when it is longer than ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _clamping(limit: int) -> BeforeValidator:
+    def cut(value: object) -> object:
+        return clamp(value, limit) if isinstance(value, str) else value
+
+    return BeforeValidator(cut)
+
+
+# Free text the operator writes to status, cut to the CRD's maximum length instead of refused
+# (every assignment is validated): a long approval comment, step message or Runbook problem
+# never makes a decision fail. This is the one place status strings are bounded.
+StatusText = Annotated[str, StringConstraints(max_length=1024), _clamping(1024)]
+StatusLongText = Annotated[str, StringConstraints(max_length=2048), _clamping(2048)]
+StatusValue = Annotated[str, StringConstraints(max_length=512), _clamping(512)]
+StatusKey = Annotated[str, StringConstraints(max_length=256), _clamping(256)]
+StatusRef = Annotated[str, StringConstraints(max_length=253), _clamping(253)]
+StatusName = Annotated[str, StringConstraints(max_length=128), _clamping(128)]
+StatusShortName = Annotated[str, StringConstraints(max_length=63), _clamping(63)]
+StatusPerson = Annotated[str, StringConstraints(min_length=1, max_length=128), _clamping(128)]
+StatusWord = Annotated[str, StringConstraints(max_length=64), _clamping(64)]
+StatusLabel = Annotated[str, StringConstraints(max_length=16), _clamping(16)]
+ConditionType = Annotated[str, StringConstraints(min_length=1, max_length=64), _clamping(64)]
 
 
 class Model(schema.BaseModel):
@@ -74,7 +105,7 @@ class Condition(Model):
     """One observation in the Kubernetes condition convention, set by the operator. The
     conditions, not the phase, are the source of truth: one entry per type."""
 
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+    type: ConditionType = Field(
         description="What the condition observes. Incident: Triaged, RunbookReady, "
         "Acknowledged, Diagnosed, AwaitingApproval, Mitigated, Escalated, ResponseSLABreached, "
         "RecoveryTimeObjectiveBreached, Resolved. Runbook: Valid."
@@ -83,9 +114,7 @@ class Condition(Model):
     reason: Annotated[
         str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")
     ] = Field(description="Why, as one CamelCase word for machines, e.g. AcknowledgedByResponder.")
-    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
-        default="", description="Why, in words for people."
-    )
+    message: StatusText = Field(default="", description="Why, in words for people.")
     last_transition_time: dt.datetime = Field(
         description="When status last changed (RFC 3339); a new reason or message alone does "
         "not move it."
@@ -111,10 +140,8 @@ class TimelineEntry(Model):
     reason: Annotated[
         str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z]\w*$")
     ] = Field(description="What happened, as one CamelCase word, e.g. Escalated, StepFailed.")
-    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
-        description="What happened, in words for people."
-    )
-    actor: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+    message: StatusText = Field(description="What happened, in words for people.")
+    actor: StatusName | None = Field(
         default=None, description="The person who did it, when a person did (e.g. approved)."
     )
 

@@ -17,6 +17,15 @@ from .base import (
     Person,
     ResourceName,
     ShortText,
+    StatusKey,
+    StatusLabel,
+    StatusLongText,
+    StatusName,
+    StatusPerson,
+    StatusRef,
+    StatusText,
+    StatusValue,
+    StatusWord,
     StrEnum,
     TimelineEntry,
 )
@@ -357,9 +366,7 @@ class StepStatus(Model):
     stage: Annotated[str, StringConstraints(pattern=r"^(diagnosis|recovery)$")] = Field(
         description="diagnosis or recovery."
     )
-    action: Annotated[str, StringConstraints(max_length=64)] = Field(
-        description="The step's action type, e.g. restartWorkload."
-    )
+    action: StatusWord = Field(description="The step's action type, e.g. restartWorkload.")
     phase: StepPhase = StepPhase.PENDING
     attempts: int = Field(
         default=0, ge=0, description="How many times the step was started (retries not counted)."
@@ -369,20 +376,16 @@ class StepStatus(Model):
     duration_seconds: float | None = Field(
         default=None, ge=0, description="How long it ran, in seconds."
     )
-    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
-        default="", description="What the step found or did, in words."
-    )
+    message: StatusText = Field(default="", description="What the step found or did, in words.")
     findings: dict[
         str,
-        Annotated[
-            str, StringConstraints(max_length=512), Field(description="The finding's value.")
-        ],
+        Annotated[StatusValue, Field(description="The finding's value.")],
     ] = Field(
         default_factory=dict,
         description="Named results of the action, e.g. replicas: 2, warnings: 0; later "
         "steps test them in when conditions.",
     )
-    output: Annotated[str, StringConstraints(max_length=MAX_STEP_OUTPUT)] | None = Field(
+    output: StatusLongText | None = Field(
         default=None,
         description="Raw output (log lines, a table), its end kept (max 2048 characters).",
     )
@@ -397,25 +400,25 @@ class StepStatus(Model):
         description="True once the wait for approval exceeded spec.safety.approvalTimeout and "
         "escalated.",
     )
-    approval_before_request: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+    approval_before_request: StatusKey | None = Field(
         default=None,
         description="The approval entry (by/decision) that was already in spec.approvals when "
         "the step asked for approval. It does not count: an approval answers a request, so it "
         "must be given (again) after the step asked.",
     )
-    approval_refused: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+    approval_refused: StatusKey | None = Field(
         default=None,
         description="The approval entry (by/decision) the operator did not honour because "
         "its author may not approve Incidents in this namespace (the verb approve on "
         "incidents.incidents.dev, checked with a SubjectAccessReview).",
     )
-    blocked_by: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    blocked_by: StatusWord | None = Field(
         default=None,
         description="Why the step has not started although it is next: the safety gate's "
         "reason, TargetBusy (another remediation holds the target) or GuardUnavailable (the "
         "gate's Lease could not be read). Cleared when the step starts.",
     )
-    decided_by: Person | None = Field(
+    decided_by: StatusPerson | None = Field(
         default=None, description="Who approved or rejected the step."
     )
 
@@ -426,15 +429,13 @@ class Escalation(Model):
     approval timeout."""
 
     level: int = Field(default=0, ge=0, description="Steps taken along the escalation chain.")
-    contacts: list[Annotated[Person, Field(description="A contact of the escalation chain.")]] = (
-        Field(default_factory=list, description="Who was called, in order.")
-    )
+    contacts: list[
+        Annotated[StatusPerson, Field(description="A contact of the escalation chain.")]
+    ] = Field(default_factory=list, description="Who was called, in order.")
     last_escalated_at: dt.datetime | None = Field(
         default=None, description="When the last step was taken."
     )
-    reason: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
-        default=None, description="Why the last step was taken."
-    )
+    reason: StatusText | None = Field(default=None, description="Why the last step was taken.")
 
 
 class NotificationState(Model):
@@ -480,11 +481,11 @@ class Review(Model):
 class Diagnosis(Model):
     """The conclusion of the runbook's diagnosis steps."""
 
-    suspected_cause: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+    suspected_cause: StatusText | None = Field(
         default=None,
         description="The failed checks and their messages, or that none failed.",
     )
-    summary: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+    summary: StatusLongText | None = Field(
         default=None, description="How many checks found a problem, e.g. 2 of 5 checks ..."
     )
 
@@ -500,15 +501,15 @@ class IncidentStatus(Model):
     severity: int | None = Field(
         default=None, ge=1, le=4, description="The classified level: 1 CRITICAL - 4 LOW."
     )
-    severity_name: Annotated[str, StringConstraints(max_length=16)] | None = Field(
+    severity_name: StatusLabel | None = Field(
         default=None, description="CRITICAL, HIGH, MEDIUM or LOW."
     )
-    classified_by: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+    classified_by: StatusName | None = Field(
         default=None,
         description="The rule that set the severity: spec.severity, impact.<signal>, "
         "impact.none, runbook.severity or default.",
     )
-    runbook: Annotated[str, StringConstraints(max_length=253)] | None = Field(
+    runbook: StatusRef | None = Field(
         default=None, description="The Runbook selected for the incident (same namespace)."
     )
     conditions: list[Condition] = Field(
@@ -525,20 +526,20 @@ class IncidentStatus(Model):
     acknowledged_at: dt.datetime | None = Field(
         default=None, description="When spec.acknowledgedBy was set."
     )
-    acknowledged_by: Person | None = Field(default=None, description="Who acknowledged it.")
+    acknowledged_by: StatusPerson | None = Field(default=None, description="Who acknowledged it.")
     mitigated_at: dt.datetime | None = Field(
         default=None, description="When the runbook's recovery steps completed."
     )
     resolved_at: dt.datetime | None = Field(
         default=None, description="When spec.resolution was set."
     )
-    resolved_by: Person | None = Field(default=None, description="Who resolved it.")
+    resolved_by: StatusPerson | None = Field(default=None, description="Who resolved it.")
     alert_resolved_at: dt.datetime | None = Field(
         default=None,
         description="When Alertmanager reported the alert resolved (evidence only: a person "
         "still resolves the incident).",
     )
-    commander: Person | None = Field(
+    commander: StatusPerson | None = Field(
         default=None, description="The incident commander, from spec.roles."
     )
     response_deadline: dt.datetime | None = Field(
@@ -559,7 +560,7 @@ class IncidentStatus(Model):
     notifications: NotificationState | None = Field(
         default=None, description="Notifications sent so far."
     )
-    current_step: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+    current_step: StatusName | None = Field(
         default=None, description="The step running or waiting for approval, if any."
     )
     steps: list[StepStatus] = Field(
@@ -578,7 +579,7 @@ class IncidentStatus(Model):
     timeline_folded: int = Field(
         default=0, ge=0, description="Oldest timeline entries folded away to bound the size."
     )
-    message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+    message: StatusText | None = Field(
         default=None, description="What the response waits for, if anything."
     )
     alerts: AlertsStatus | None = Field(

@@ -16,6 +16,7 @@ from .base import (
     Model,
     SecretKeyRef,
     ShortText,
+    StatusText,
     StrEnum,
 )
 from .base import (
@@ -368,7 +369,7 @@ class RunbookStatus(Model):
     step_count: int | None = Field(
         default=None, description="Number of diagnosis and recovery steps."
     )
-    message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+    message: StatusText | None = Field(
         default=None, description="Runbook is valid, or what is wrong."
     )
     conditions: list[Condition] = Field(
