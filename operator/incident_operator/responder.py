@@ -17,6 +17,7 @@ from typing import Any
 
 from . import commit, notifications, steps
 from .adapters.guard import GuardError
+from .adapters.kube import KubeError
 from .context import OperatorContext
 from .domain import alert_resolution, engine, guarding, lifecycle, matching, schedule
 from .domain.guarding import Verdict
@@ -25,6 +26,8 @@ from .models.incident import Approval
 from .models.objects import IncidentObject, RunbookObject
 
 log = logging.getLogger(__name__)
+#: When a decision that failed is tried again (a change to the Incident wakes it sooner).
+FAILED_RETRY = dt.timedelta(minutes=1)
 
 
 def choose_runbook(
@@ -38,10 +41,20 @@ def choose_runbook(
 
 
 async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
-    """Bring the Incident up to date with the policy, the clock and its runbook."""
+    """Bring the Incident up to date with the policy, the clock and its runbook.
+
+    A decision that raises (anything but the API server failing) is committed as the
+    ``DecisionFailed`` condition and tried again later: never a stuck, silent Incident.
+    """
 
     async def decide(incident: IncidentObject) -> commit.Change:
-        return await _decide(ctx, incident)
+        try:
+            return await _decide(ctx, incident)
+        except KubeError:
+            raise  # the API server: the handler or the clock tries again
+        except Exception as exc:
+            log.exception("incident %s/%s: decision failed", namespace, name)
+            return _failed(ctx, incident, exc)
 
     body = await commit.update(ctx, namespace, name, decide)
     if body is None:
@@ -129,6 +142,17 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
             await ctx.gate.release(incident, runbook, plan)
 
     return commit.Change(decision, committed, abandoned)
+
+
+def _failed(ctx: OperatorContext, incident: IncidentObject, error: Exception) -> commit.Change:
+    """The failure as the decision to commit, and a wake-up to try again."""
+    meta, now = incident.metadata, ctx.now()
+    decision = lifecycle.failed(incident, now, ctx.policy, error)
+
+    async def committed(_: dict[str, Any]) -> None:
+        ctx.clock.wake(meta.namespace, meta.name, now + FAILED_RETRY)
+
+    return commit.Change(decision, committed)
 
 
 def _not_before(

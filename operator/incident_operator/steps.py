@@ -74,10 +74,17 @@ async def _commit_result(
             return None  # deleted and created again under the same name
         if record.phase != StepPhase.RUNNING:
             return None
-        story = lifecycle.start(current, ctx.now(), ctx.policy)
-        level = ctx.policy.level(current.status.severity or 4)
-        engine.record_result(story, plan, result, ctx.policy, level)
-        decision = lifecycle.finish(story)
+        try:
+            story = lifecycle.start(current, ctx.now(), ctx.policy)
+            level = ctx.policy.level(current.status.severity or 4)
+            engine.record_result(story, plan, result, ctx.policy, level)
+            decision = lifecycle.finish(story)
+        except Exception as exc:  # a bug must not keep the result (and the slot) forever
+            log.exception(
+                "incident %s/%s: cannot record %s", meta.namespace, meta.name, plan.step.name
+            )
+            failed = lifecycle.failed(current, ctx.now(), ctx.policy, exc, plan.step.name)
+            return commit.Change(failed)
 
         async def committed(body: dict[str, Any]) -> None:
             notifications.dispatch(ctx, body, decision.notifications)

@@ -17,6 +17,8 @@ ESCALATED = "Escalated"
 RESPONSE_SLA_BREACHED = "ResponseSLABreached"
 RTO_BREACHED = "RecoveryTimeObjectiveBreached"
 RUNBOOK_READY = "RunbookReady"
+#: True while the operator cannot decide for the Incident (the message says why).
+DECISION_FAILED = "DecisionFailed"
 
 
 def find(conditions: list[Condition], type_: str) -> Condition | None:

@@ -8,8 +8,10 @@ whose number status already holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
+from ..models.base import clamp
 from ..models.incident import IncidentStatus, StepPhase
 from ..models.objects import IncidentObject
 from . import conditions as cond
@@ -54,8 +56,41 @@ def advance(story: Story, choice: RunbookChoice) -> LevelPolicy:
 
 
 def finish(story: Story) -> Decision:
+    if cond.is_true(story.status.conditions, cond.DECISION_FAILED):
+        story.condition(cond.DECISION_FAILED, False, "Decided", "The operator decides again")
+        story.log("DecisionRecovered", "The operator decides for the incident again")
     summarise(story.status, story.incident.metadata.generation)
     return Decision(story.status, story.entries, story.notifications)
+
+
+def failed(
+    incident: IncidentObject,
+    now: dt.datetime,
+    policy: Policy,
+    error: Exception,
+    step: str | None = None,
+) -> Decision:
+    """The decision that could not be made, as a condition: status says why, and the
+    operator tries again later (a change to the Incident wakes it at once).
+
+    Only what changed is recorded, so the same failure again writes nothing. ``step``
+    names a Running step whose result could not be recorded: it is marked Failed, since
+    it ran, rather than left to look interrupted.
+    """
+    story = start(incident, now, policy)
+    why = f"{type(error).__name__}: {error}"
+    record = next((s for s in story.status.steps if s.name == step), None)
+    if record is not None and record.phase == StepPhase.RUNNING:
+        record.phase, record.finished_at = StepPhase.FAILED, now
+        record.message = f"Its result could not be recorded: {why}"
+    current = cond.find(story.status.conditions, cond.DECISION_FAILED)
+    message = clamp(f"{why}; the operator tries again", 1024)
+    if current is None or current.status.value != "True" or current.message != message:
+        story.condition(cond.DECISION_FAILED, True, "DecisionFailed", message)
+        story.log("DecisionFailed", f"The operator could not decide: {why}", warning=True)
+    with contextlib.suppress(Exception):  # the failure may be in the summary: keep the rest
+        summarise(story.status, incident.metadata.generation)
+    return Decision(story.status, story.entries, [])
 
 
 def decide(
