@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
+
+from . import logs
 
 WATCH_ENV = "INCIDENT_OPERATOR_WATCH_NAMESPACES"
 
@@ -33,11 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if namespaces:  # the alert receiver checks its allowlists against these
         os.environ[WATCH_ENV] = ",".join(namespaces)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level, args.log_format)
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
@@ -105,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("INCIDENT_OPERATOR_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="log level on stderr (default: $INCIDENT_OPERATOR_LOG_LEVEL or info)",
+    )
+    run.add_argument(
+        "--log-format",
+        default=os.environ.get("INCIDENT_OPERATOR_LOG_FORMAT", "text"),
+        choices=list(logs.FORMATS),
+        help="text or json lines (default: $INCIDENT_OPERATOR_LOG_FORMAT or text)",
     )
     run.set_defaults(func=_run)
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import logs
 from .adapters.kube import Conflict, NotFound
 from .context import OperatorContext
 from .domain.story import Decision
@@ -82,6 +83,19 @@ async def update(
 
 
 async def post_events(ctx: OperatorContext, body: dict[str, Any], decision: Decision) -> None:
-    """Mirror the decision's timeline entries as Events, so ``kubectl describe`` tells it."""
+    """Mirror the decision's timeline entries as Events, so ``kubectl describe`` tells it,
+    and as log lines, so ``kubectl logs`` of the operator does too."""
+    meta = body["metadata"]
+    where = logs.about(meta["namespace"], meta["name"])
+    for entry in decision.entries:
+        level = logging.WARNING if entry.type.value == "Warning" else logging.INFO
+        log.log(
+            level,
+            "incident %s: %s: %s",
+            where["incident"],
+            entry.reason,
+            entry.message,
+            extra=where,
+        )
     for entry in decision.entries:
         await ctx.kube.event(body, entry.type.value, entry.reason, entry.message, entry.time)

@@ -69,7 +69,7 @@ class OperatorContext:
         self.gate = SafetyGate(TargetGuard(kube.client), policy, settings.namespace)
         # What action executors may use (see actions.base.ActionContext).
         # The Kubernetes client of a step is its Runbook's ServiceAccount's (see execution).
-        self.clients: dict[str, Any] = {"http": http}
+        self.clients: dict[str, Any] = {"http": http, "policy": policy}
         # Weak values: a lock lives only while some handler holds it, so deleted Incidents
         # leave nothing behind and no finalizer is needed to clean up.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

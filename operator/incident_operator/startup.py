@@ -48,6 +48,7 @@ async def start(
         # A bad policy is a configuration error: stop, do not retry with it every minute.
         raise kopf.PermanentError(str(exc)) from exc
     ctx.runbook_index = runbook_index
+    log.info("starting with %s; policy: %s", ctx.settings, ctx.settings.policy_file or "defaults")
     ctx.clock.bind(lambda namespace, name: ctx.spawn(responder.on_due(ctx, namespace, name)))
     memo.ctx = ctx
     if ctx.settings.webhook_port is not None:

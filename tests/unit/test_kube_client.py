@@ -96,7 +96,7 @@ class FakeApi:
 def fake_client(answer: Callable[[str, tuple[Any, ...]], Any], **options: Any) -> KubeClient:
     kube = KubeClient(kubernetes.client.ApiClient(kubernetes.client.Configuration()), **options)
     fake = FakeApi(answer)
-    kube.core = kube.apps = kube.batch = kube.custom = kube.coordination = fake
+    kube.core = kube.apps = kube.batch = kube.custom = kube.coordination = kube.events = fake
     return kube
 
 

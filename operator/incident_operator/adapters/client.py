@@ -278,6 +278,7 @@ class KubeClient:
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(api_client)
         self.authorization = kubernetes.client.AuthorizationV1Api(api_client)
+        self.events = kubernetes.client.EventsV1Api(api_client)
 
     async def run(
         self,

@@ -11,6 +11,8 @@ import base64
 import datetime as dt
 import logging
 import os
+import socket
+import uuid
 from typing import Any
 
 import kubernetes
@@ -28,6 +30,7 @@ from .client import (
     KubeError,
     NotFound,
     Unavailable,
+    micro_time,
 )
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: Who posts the Events: the pod's name in a cluster (one per replica), else the host's.
+REPORTING_INSTANCE = (os.environ.get("HOSTNAME") or socket.gethostname() or COMPONENT)[:128]
 
 
 def load_api_client(
@@ -156,34 +161,41 @@ class KubeAdapter:
         message: str,
         when: dt.datetime | None = None,
     ) -> None:
-        """A core/v1 Event on the object, so ``kubectl describe`` tells the story."""
+        """An events.k8s.io/v1 Event on the object, so ``kubectl describe`` tells the story.
+
+        ``eventTime`` has microseconds and no second-precision ``lastTimestamp`` is set, so
+        ``kubectl describe`` lists the Events in timeline order even within one second.
+        """
         meta = body["metadata"]
         when = when or dt.datetime.now(dt.UTC)
-        event = kubernetes.client.CoreV1Event(
-            metadata=kubernetes.client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
-            ),
-            involved_object=kubernetes.client.V1ObjectReference(
-                api_version=body.get("apiVersion"),
-                kind=body.get("kind"),
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-                resource_version=meta.get("resourceVersion"),
-            ),
-            type=type_,
-            reason=reason,
-            message=message[:1024],
-            first_timestamp=when,
-            last_timestamp=when,
-            count=1,
-            source=kubernetes.client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=COMPONENT,
-        )
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            # Named by time (as the kubelet names Events, name and a hex stamp): a list returns
+            # them in name order, which is then the order they happened.
+            "metadata": {
+                "name": f"{meta['name']}.{int(when.timestamp() * 1e6):016x}{uuid.uuid4().hex[:4]}",
+                "namespace": meta["namespace"],
+            },
+            "eventTime": micro_time(when),
+            "reportingController": f"{API_GROUP}/{COMPONENT}",
+            "reportingInstance": REPORTING_INSTANCE,
+            "action": "Respond",
+            "reason": reason,
+            "note": message[:1024],
+            "type": type_,
+            "regarding": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+        }
         try:
             await self.client.call(
-                self.client.core.create_namespaced_event,
+                self.client.events.create_namespaced_event,
                 meta["namespace"],
                 event,
                 what=f"Event on {meta['name']}",

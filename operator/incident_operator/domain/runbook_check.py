@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..models.actions import Target
+from ..models.actions import RunJob, Target
 from ..models.objects import RunbookObject
 from ..models.runbook import RunbookSpec
 from .allowlists import exec_problem, target_problems
@@ -18,12 +18,18 @@ CONNECTIONS = frozenset({Target.POSTGRES, Target.REDIS, Target.HTTP, Target.PROM
 
 
 def allowlist_problems(spec: RunbookSpec, policy: Policy, namespace: str) -> list[str]:
-    """Targets and exec commands the admin's policy does not allow (domain.allowlists)."""
+    """Targets, exec commands and Job hostPaths the admin's policy does not allow."""
     found = target_problems(spec, policy.targets, namespace)
     for step in [*spec.diagnosis, *spec.recovery]:
         problem = exec_problem(step, policy.exec)
         if problem is not None:
             found.append(problem)
+        if isinstance(step.action, RunJob):
+            found += [
+                f"step {step.name}: hostPath {path} is not in the policy's jobs.hostPathAllowlist"
+                for path in step.action.host_paths()
+                if not policy.jobs.allows_host_path(path)
+            ]
     return found
 
 

@@ -63,8 +63,11 @@ class Story:
     def log(
         self, reason: str, message: str, *, warning: bool = False, actor: str | None = None
     ) -> None:
+        # Entries of one decision are a microsecond apart, in the order they happened, so
+        # their Events sort as the timeline does (kubectl describe orders by time).
+        when = self.now + dt.timedelta(microseconds=len(self.entries))
         self.entries.append(
-            timeline.append(self.status, self.now, reason, message, warning=warning, actor=actor)
+            timeline.append(self.status, when, reason, message, warning=warning, actor=actor)
         )
 
     def condition(self, type_: str, value: bool, reason: str, message: str) -> None:
