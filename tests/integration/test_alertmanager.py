@@ -1,126 +1,228 @@
-"""Alertmanager posts to the operator's webhook; firing alerts become Incidents, once."""
+"""The real Alertmanager posts to the operator's receiver: one Incident per group, repeats
+counted, resolution from alerts with verification, maintenance windows, and a receiver that
+refuses to start without a token."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-import socket
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes
 import pytest
 
+from incident_demo import _proc
+from tests.fixtures.alerting import Alertmanager, alertmanager_bin, run_alertmanager
 from tests.fixtures.cluster import Objects, eventually
 from tests.fixtures.operator import OperatorFactory
 
 pytestmark = pytest.mark.cluster
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def payload(namespace: str, status: str = "firing") -> dict[str, Any]:
-    return {
-        "version": "4",
-        "status": status,
-        "receiver": "incident-operator",
-        "groupLabels": {"alertname": "DashboardHighErrorRate"},
-        "alerts": [
-            {
-                "status": status,
-                "fingerprint": "c0ffee00d15ea5e5",
-                "labels": {
-                    "alertname": "DashboardHighErrorRate",
-                    "severity": "critical",
-                    "service": "dashboard",
-                    "namespace": namespace,
-                },
-                "annotations": {
-                    "summary": "5xx ratio above 5%",
-                    "description": "error rate 0.07 over 5m",
-                },
-                "startsAt": "2026-11-27T12:00:00Z",
-            }
-        ],
-    }
+__all__ = ["alertmanager_bin"]
 
 
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> str:
-    port = free_port()
+def receiver(monkeypatch: pytest.MonkeyPatch, namespace: str) -> dict[str, str]:
+    port = _proc.free_port()
+    token = secrets.token_hex(16)
     monkeypatch.setenv("INCIDENT_OPERATOR_WEBHOOK_HOST", "127.0.0.1")
     monkeypatch.setenv("INCIDENT_OPERATOR_WEBHOOK_PORT", str(port))
-    monkeypatch.setenv("INCIDENT_OPERATOR_WEBHOOK_TOKEN", "test-token-123")
-    return f"http://127.0.0.1:{port}/alertmanager"
+    monkeypatch.setenv("INCIDENT_OPERATOR_WEBHOOK_TOKEN", token)
+    monkeypatch.setenv("INCIDENT_OPERATOR_WATCH_NAMESPACES", namespace)
+    return {"url": f"http://127.0.0.1:{port}/alertmanager", "token": token}
 
 
-def post(url: str, body: dict[str, Any], token: str = "test-token-123") -> httpx.Response:
-    return httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+@pytest.fixture
+def alertmanager(
+    alertmanager_bin: Path, receiver: dict[str, str], tmp_path: Path
+) -> Iterator[Alertmanager]:
+    with run_alertmanager(
+        alertmanager_bin, tmp_path / "am", receiver["url"], receiver["token"]
+    ) as am:
+        yield am
 
 
-def test_alerts_open_one_incident_and_resolution_is_recorded(
-    objects: Objects, operator: OperatorFactory, namespace: str, webhook: str
+def am_alert(name: str, instance: str, *, resolved: bool = False, **labels: str) -> dict[str, Any]:
+    """An alert as Prometheus posts it to Alertmanager's API v2."""
+    now = dt.datetime.now(dt.UTC)
+    body: dict[str, Any] = {
+        "labels": {
+            "alertname": name,
+            "service": "dashboard",
+            "severity": "critical",
+            "instance": instance,
+            **labels,
+        },
+        "annotations": {"summary": f"{name} on {instance}", "description": "seen by the test"},
+        "startsAt": (now - dt.timedelta(minutes=1)).isoformat(),
+        "generatorURL": "http://127.0.0.1:9090/graph",
+    }
+    if resolved:
+        body["endsAt"] = now.isoformat()
+    return body
+
+
+def incidents(objects: Objects) -> list[dict[str, Any]]:
+    listed = objects.custom.list_namespaced_custom_object(
+        "incidents.dev", "v1alpha1", objects.namespace, "incidents"
+    )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def reasons(objects: Objects, name: str) -> list[str]:
+    return [e["reason"] for e in objects.status("incidents", name).get("timeline", [])]
+
+
+RUNBOOK = {
+    "kind": "Runbook",
+    "metadata": {"name": "dashboard-outage"},
+    "spec": {
+        "title": "Dashboard outage",
+        "rto": {"mitigation": "5m"},
+        "match": {"alertNames": ["DashboardDown"]},
+        "recovery": [{"name": "settle", "action": {"type": "wait", "duration": "100ms"}}],
+    },
+}
+
+
+def test_one_group_one_incident_repeats_counted_and_resolved_from_alerts(
+    objects: Objects, operator: OperatorFactory, alertmanager: Alertmanager
 ) -> None:
-    with operator():
-        first = eventually(lambda: _try_post(webhook, payload(namespace)), what="webhook answering")
-        name = first.json()["created"][0].split("/")[1]
-        assert name.startswith("am-dashboardhigherrorrate-c0ffee00d1-")
-        assert first.json()["created"] == [f"{namespace}/{name}"]
-        again = post(webhook, payload(namespace))
-        assert again.json()["existing"] == [f"{namespace}/{name}"]  # same fingerprint: no dupe
+    objects.create("runbooks", RUNBOOK)
+    policy = {
+        "timeScale": 60,
+        "alerts": {"resolveFromAlerts": {"enabled": True, "quietPeriod": "2m"}},
+    }
+    with operator(policy=policy):
+        eventually(lambda: _answers(alertmanager), what="operator receiver up")
+        alertmanager.post_alerts([am_alert("DashboardDown", f"d{i}:9000") for i in range(3)])
+        (first,) = eventually(lambda: incidents(objects), what="the group's Incident")
+        name = first["metadata"]["name"]
+        assert name.startswith("am-dashboarddown-")
+        alertmanager.post_alerts([am_alert("DashboardDown", f"d{i}:9000") for i in range(5)])
         status = eventually(
             lambda: (
-                objects.status("incidents", name).get("severity")
-                and objects.status("incidents", name)
+                (s := objects.status("incidents", name)).get("alerts", {}).get("total") == 5 and s
             ),
-            what="incident triaged",
+            what="the later alerts joined the same Incident",
         )
-        assert status["severity"] == 1 and status["classifiedBy"] == "spec.severity"
-        spec = objects.get("incidents", name)["spec"]
-        assert spec["source"]["alertName"] == "DashboardHighErrorRate"
-        assert spec["summary"] == "5xx ratio above 5%"
-
-        assert post(webhook, payload(namespace, "resolved")).json()["resolved"]
+        assert status["runbook"] == "dashboard-outage"
+        assert len(incidents(objects)) == 1, "alerts of one group open one Incident"
         eventually(
-            lambda: (
-                "AlertResolved"
-                in [e["reason"] for e in objects.status("incidents", name).get("timeline", [])]
-            ),
-            what="AlertResolved in the timeline",
+            lambda: objects.status("incidents", name).get("phase") == "Monitoring",
+            what="runbook finished: Monitoring",
         )
+        alertmanager.post_alerts(
+            [am_alert("DashboardDown", f"d{i}:9000", resolved=True) for i in range(5)]
+        )
+        resolved = eventually(
+            lambda: (s := objects.status("incidents", name)).get("phase") == "Resolved" and s,
+            timeout=60,
+            what="resolved by the operator after the quiet period",
+        )
+    assert resolved["resolvedBy"] == "incident-operator"
+    told = reasons(objects, name)
+    for reason in (
+        "AlertFiring",
+        "AlertsResolved",
+        "MonitoringAlerts",
+        "AlertsVerified",
+        "Resolved",
+    ):
+        assert reason in told, told
+    cond = {c["type"]: c for c in resolved["conditions"]}
+    assert cond["Resolved"]["reason"] == "ResolvedFromAlerts"
+    assert resolved["alerts"]["firing"] == 0 and resolved["alerts"]["notifications"] >= 2
+
+
+def _answers(am: Alertmanager) -> bool:
+    status = httpx.get(f"{am.url}/api/v2/status", timeout=5)
+    return status.status_code == 200
+
+
+def test_without_the_option_resolved_alerts_are_only_recorded_and_maintenance_suppresses(
+    objects: Objects,
+    operator: OperatorFactory,
+    alertmanager: Alertmanager,
+    api_client: kubernetes.client.ApiClient,
+) -> None:
+    core = kubernetes.client.CoreV1Api(api_client)
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "name": "db-upgrade",
+        "services": ["postgres"],
+        "start": (now - dt.timedelta(minutes=5)).isoformat(),
+        "end": (now + dt.timedelta(hours=1)).isoformat(),
+        "reason": "planned upgrade",
+    }
+    with operator(policy={"maintenance": [window]}):
+        alertmanager.post_alerts([am_alert("DashboardDown", "d1:9000")])
+        alertmanager.post_alerts([am_alert("PostgresDown", "p1:5432", service="postgres")])
+        (incident,) = eventually(lambda: incidents(objects), what="dashboard Incident")
+        name = incident["metadata"]["name"]
+        events = eventually(
+            lambda: [
+                e
+                for e in core.list_namespaced_event(objects.namespace).items
+                if e.reason == "IncidentSuppressed"
+            ],
+            what="the suppression told as an Event",
+        )
+        assert "db-upgrade" in events[0].message and "PostgresDown" in events[0].message
+        alertmanager.post_alerts([am_alert("DashboardDown", "d1:9000", resolved=True)])
+        eventually(lambda: "AlertsResolved" in reasons(objects, name), what="resolution recorded")
         assert objects.status("incidents", name)["phase"] != "Resolved"  # a human resolves
-
-        assert post(webhook, payload(namespace), token="wrong").status_code == 401
-        assert post(webhook, {"not": "alertmanager"}).status_code == 400
-    items = objects.custom.list_namespaced_custom_object(
-        "incidents.dev", "v1alpha1", namespace, "incidents"
-    )["items"]
-    assert len(items) == 1
+    assert len(incidents(objects)) == 1
 
 
-def _try_post(url: str, body: dict[str, Any]) -> httpx.Response | None:
+def test_alerts_for_namespaces_not_allowed_are_refused_alone(
+    objects: Objects, operator: OperatorFactory, receiver: dict[str, str]
+) -> None:
+    body = {
+        "status": "firing",
+        "groupKey": "g1",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "A", "namespace": "kube-system"}},
+            {"status": "firing", "labels": {"alertname": "A", "service": "api"}},
+        ],
+    }
+    headers = {"Authorization": f"Bearer {receiver['token']}"}
+    with operator():
+        answer = eventually(lambda: _post(receiver["url"], body, headers), what="receiver up")
+        assert answer.status_code == 207, answer.text
+        entries = answer.json()["alerts"]
+        assert entries[0]["status"] == "rejected" and "not allowed" in entries[0]["error"]
+        assert entries[1]["outcome"] == "created"
+        again = _post(receiver["url"], body, headers)
+        assert again is not None and again.json()["alerts"][1]["outcome"] == "repeat"
+        assert _post(receiver["url"], body, {"Authorization": receiver["token"]}).status_code == 401
+    (incident,) = incidents(objects)
+    assert incident["spec"]["service"] == "api"
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response | None:
     try:
-        return post(url, body)
+        return httpx.post(url, json=body, headers=headers, timeout=10)
     except httpx.ConnectError:
         return None
 
 
-def test_operator_without_webhook_port_serves_nothing(
-    objects: Objects, operator: OperatorFactory
+def test_the_receiver_refuses_to_start_without_a_token(
+    kubeconfig: str, namespace: str, receiver: dict[str, str]
 ) -> None:
-    assert "INCIDENT_OPERATOR_WEBHOOK_PORT" not in os.environ
-    with operator():
-        objects.create(
-            "incidents",
-            {
-                "kind": "Incident",
-                "metadata": {"name": "plain"},
-                "spec": {"service": "dashboard", "summary": "x", "severity": 4},
-            },
-        )
-        eventually(
-            lambda: objects.status("incidents", "plain").get("phase"), what="operator running"
-        )
+    env = {k: v for k, v in os.environ.items() if k != "INCIDENT_OPERATOR_WEBHOOK_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
+        env={**env, "INCIDENT_OPERATOR_NAMESPACE": namespace},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "alert receiver: receiver default has no token" in done.stderr
