@@ -10,16 +10,23 @@ import math
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: The longest duration anywhere (Runbooks, the policy): 365 days. The CRD schema says the same
+#: with a CEL rule (``models.base.DURATION_CAP_RULE``), so no deadline can overflow a date.
+MAX_DURATION_SECONDS = 365 * 86400
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of a duration such as ``"1h30m"``; ``ValueError`` when it is not one."""
+    """Seconds of a duration such as ``"1h30m"``; ``ValueError`` when it is not one, or when
+    it is longer than 365 days."""
     value = text.strip()
     if not _WHOLE.fullmatch(value):
         raise ValueError(f"not a duration: {text!r} (expected e.g. 500ms, 30s, 10m, 1h30m, 2d)")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(value))
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(value))
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {text!r} is too long: durations are at most 365d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

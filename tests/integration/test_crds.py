@@ -168,6 +168,11 @@ MALFORMED = [
         _with(RUNBOOK, "targets", {"http": {"baseUrl": "ftp://x"}}),
         "spec.targets.http.baseUrl",
     ),
+    # Durations are at most 365d (a billion days overflowed every decision).
+    ("runbooks", _with(RUNBOOK, "safety", {"cooldown": "1000000000d"}), "at most 365d"),
+    ("runbooks", _with(RUNBOOK, "safety", {"approvalTimeout": "8761h"}), "at most 365d"),
+    ("runbooks", _with(RUNBOOK, "recovery.0.timeout", "365d1ms"), "at most 365d"),
+    ("runbooks", _with(RUNBOOK, "rto", {"mitigation": "366d"}), "at most 365d"),
 ]
 
 
@@ -188,3 +193,8 @@ def test_service_is_immutable(objects: Objects) -> None:
     with pytest.raises(ApiException) as caught:
         objects.patch_spec("incidents", "probe", {"service": "redis"})
     assert "spec.service is immutable" in caught.value.body
+
+
+def test_a_duration_of_exactly_a_year_is_accepted(objects: Objects) -> None:
+    body = _with(_with(RUNBOOK, "safety", {"cooldown": "365d"}), "recovery.0.timeout", "8760h")
+    objects.create("runbooks", body)

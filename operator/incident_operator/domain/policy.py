@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from ..durations import parse_duration
 from ..models.actions import AbsolutePath
@@ -25,12 +25,20 @@ class LevelPolicy(Model):
     level: int = Field(ge=1, le=4)
     name: Annotated[str, StringConstraints(min_length=1, max_length=16)]
     impact: Annotated[str, StringConstraints(max_length=256)] = ""
-    response_time: Duration
-    update_cadence: Duration
+    response_time: Duration = Field(description="Acknowledge within this; at least 1s.")
+    update_cadence: Duration = Field(description="A status update this often; at least 1s.")
     stakeholders: list[str] = Field(default_factory=list)
     action: Annotated[str, StringConstraints(max_length=256)] = ""
     war_room: bool = False
     review_within: Duration | None = None
+
+    @field_validator("response_time", "update_cadence")
+    @classmethod
+    def _at_least_a_second(cls, value: str) -> str:
+        # Zero would divide by zero (escalation steps) or send an update on every decision.
+        if parse_duration(value) < 1:
+            raise ValueError("must be at least 1s")
+        return value
 
     @property
     def response_seconds(self) -> float:
@@ -97,9 +105,10 @@ class Policy(Model):
     escalation_chain: list[str] = Field(min_length=1, max_length=16)
     time_scale: float = Field(
         default=1.0,
-        gt=0,
+        ge=0.01,
         le=100000,
-        description="Policy durations are divided by this; tests use a large value.",
+        description="Policy durations are divided by this (0.01-100000); tests use a large "
+        "value. At least 0.01, so that no scaled duration (at most 365d) overflows a date.",
     )
     status_page: str = "https://status.company.com"
     incident_channel: str = "#incident-response"

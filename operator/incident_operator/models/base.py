@@ -17,7 +17,18 @@ import datetime as dt
 from typing import Annotated, Any
 
 from kube_custom_resource import schema
-from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from ..durations import MAX_DURATION_SECONDS, parse_duration
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -29,9 +40,54 @@ LabelName = Annotated[str, StringConstraints(min_length=1, max_length=63, patter
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LongText = Annotated[str, StringConstraints(max_length=4096)]
 Person = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def _duration_cap_rule() -> str:
+    """A CEL rule that holds when the duration (``self``) is at most 365 days: the seconds
+    of each ``<number><unit>`` part, summed (a duration of 32 characters has at most 16
+    parts)."""
+    part = "'[0-9]+(\\\\.[0-9]+)?(ms|s|m|h|d)'"
+    number = "double(p.find('^[0-9]+(\\\\.[0-9]+)?'))"
+    unit = (
+        "(p.endsWith('ms') ? 0.001 : p.endsWith('s') ? 1.0 : p.endsWith('m') ? 60.0 : "
+        "p.endsWith('h') ? 3600.0 : 86400.0)"
+    )
+    total = " + ".join(f"(size(v) > {i} ? v[{i}] : 0.0)" for i in range(16))
+    # [x].all(v, ...) binds v to x (the API server's CEL has no cel.bind).
+    return (
+        f"[self.findAll({part}).map(p, {number} * {unit})].all(v, "
+        f"{total} <= {float(MAX_DURATION_SECONDS)})"
+    )
+
+
+#: The schema's side of the cap on durations (``durations.MAX_DURATION_SECONDS``).
+DURATION_CAP_RULE = _duration_cap_rule()
+
+
+class _DurationCap:
+    """Puts the cap rule on the string schema itself, also inside ``anyOf`` (optionals)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["x-kubernetes-validations"] = [
+            {"rule": DURATION_CAP_RULE, "message": "a duration is at most 365d"}
+        ]
+        return schema
+
+
+def _at_most_a_year(text: str) -> str:
+    parse_duration(text)  # ValueError when longer (the pattern is checked before)
+    return text
+
+
+#: A duration such as 500ms, 30s, 10m, 1h30m or 2d: at most 365d.
 Duration = Annotated[
     str,
     StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$", max_length=32),
+    AfterValidator(_at_most_a_year),
+    _DurationCap(),
 ]
 
 #: The end of a status string cut to its limit.
