@@ -12,6 +12,8 @@ bash hack/bootstrap.sh
 bin_dir="$(bash hack/build-k8s.sh | tail -n1)"
 export PATH="$bin_dir:$PATH" KUBECTL="$bin_dir/kubectl"
 bash hack/services-up.sh >/dev/null
+# The real Alertmanager for tests/integration/test_alertmanager*.py (cached after the first build).
+bash hack/build-alertmanager.sh >/dev/null
 if [[ -z "${INCIDENT_OPERATOR_TEST_KUBECONFIG:-}" ]]; then
   INCIDENT_OPERATOR_TEST_KUBECONFIG="$(bash hack/cluster-up.sh | tail -n1)"
 fi
