@@ -17,8 +17,11 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator,
 from ..durations import parse_duration
 from ..models.actions import AbsolutePath
 from ..models.base import Duration, Model, SecretKeyRef, StrEnum
+from . import messages
 from .alert_policy import AlertsPolicy, MaintenanceWindow
 from .allowlists import ExecPolicy, TargetsPolicy
+
+TemplateText = Annotated[str, StringConstraints(max_length=4096)]
 
 
 class LevelPolicy(Model):
@@ -73,11 +76,19 @@ class Channel(Model):
 
 
 class Templates(Model):
-    """Optional overrides of the playbook's message templates (Python str.format fields)."""
+    """Optional overrides of the playbook's message templates (Python str.format fields of
+    ``messages.MessageFields``); each is checked and test-rendered when the policy loads."""
 
-    initial: str | None = None
-    update: str | None = None
-    resolved: str | None = None
+    initial: TemplateText | None = None
+    update: TemplateText | None = None
+    resolved: TemplateText | None = None
+
+    @field_validator("initial", "update", "resolved")
+    @classmethod
+    def _renders(cls, template: str | None) -> str | None:
+        if template is not None:
+            messages.check_template(template)
+        return template
 
 
 class JobsPolicy(Model):
