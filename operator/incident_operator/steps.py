@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import commit, execution, notifications
+from . import commit, execution, notifications, silences
 from .adapters.guard import GuardError
 from .context import OperatorContext
 from .domain import engine, lifecycle
@@ -42,7 +42,8 @@ async def run(
     meta = incident.metadata
     try:
         try:
-            result = await execution.execute(ctx, incident, runbook, plan)
+            async with silences.around_step(ctx, incident, plan):
+                result = await execution.execute(ctx, incident, runbook, plan)
         finally:
             if claimed:
                 with contextlib.suppress(GuardError):  # a Lease left behind expires

@@ -58,6 +58,11 @@ MAX_KEPT_ATTEMPTS = 64
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_RETENTION_SECONDS = 7 * 86400.0
 MAX_CONFLICT_RETRIES = 10
+#: The attempts annotation read at most: ``MAX_KEPT_ATTEMPTS`` entries take about 5,000
+#: characters. Anyone who may write Leases can write it, so it is read defensively.
+MAX_ANNOTATION_CHARS = 64 * 1024
+#: Nesting the annotation may have: a list of objects.
+MAX_ANNOTATION_DEPTH = 2
 
 
 class GuardError(Exception):
@@ -90,18 +95,48 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _depth(text: str) -> int:
+    """How deeply the JSON ``text`` nests arrays and objects (brackets in strings aside)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_json(raw: object) -> object:
+    """The annotation's JSON, or None when it is too large, too deep or not JSON."""
+    if not isinstance(raw, str) or len(raw) > MAX_ANNOTATION_CHARS:
+        return None
+    if _depth(raw) > MAX_ANNOTATION_DEPTH:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def attempt_records(lease: JSON | None) -> list[tuple[dt.datetime, str | None]]:
     """(time, holder) of every recorded attempt, oldest first; unreadable entries dropped.
 
     Entries are ``{"at": ..., "holder": ...}``; a bare timestamp (no holder) is accepted too.
+    An annotation that is too large or too deep counts as none (see ``_bounded_json``).
     """
     raw = (((lease or {}).get("metadata") or {}).get("annotations") or {}).get(ATTEMPTS_ANNOTATION)
-    if not raw:
-        return []
-    try:
-        values = json.loads(raw)
-    except ValueError:
-        return []
+    values = _bounded_json(raw) if raw else None
     if not isinstance(values, list):
         return []
     records: list[tuple[dt.datetime, str | None]] = []
@@ -128,7 +163,10 @@ def holder_of(lease: JSON | None, now: dt.datetime) -> tuple[str | None, dt.date
     duration = spec.get("leaseDurationSeconds")
     if renewed is None or not isinstance(duration, int):
         return None, None
-    expiry = renewed + dt.timedelta(seconds=duration)
+    try:
+        expiry = renewed + dt.timedelta(seconds=duration)
+    except OverflowError:  # beyond the calendar: not a lease anyone wrote for a step
+        return None, None
     if expiry <= now:
         return None, None
     return str(holder), expiry
