@@ -20,11 +20,17 @@ class Delivery:
     detail: str
 
 
+def slack_escape(text: str) -> str:
+    """Text as Slack shows it literally: ``<!channel>`` or ``<https://evil|text>`` in an
+    incident's summary must not ping a channel or disguise a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(
     channel: Channel, notification: Notification, incident: str, namespace: str
 ) -> dict[str, Any]:
     if channel.kind == ChannelKind.SLACK:
-        return {"text": notification.text}
+        return {"text": slack_escape(notification.text)}
     return {
         "kind": notification.kind,
         "key": notification.key,
@@ -64,7 +70,7 @@ async def deliver(
             detail = f"HTTP {response.status_code}"
         except httpx.TimeoutException:
             detail = f"timed out after {timeout:g}s"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # HTTPError, InvalidURL (not an HTTPError) or anything else
             detail = type(exc).__name__
         if attempt < attempts:
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
