@@ -2,7 +2,8 @@
 
 The step logic only: thresholds, findings and messages. Every database call goes through
 :mod:`incident_operator.adapters.postgres`, whose errors become :class:`ActionError` here.
-Query texts shown in ``output`` have their string literals replaced by ``'?'``.
+Query texts shown in ``output`` have their string literals (plain, ``E''`` escape strings and
+dollar-quoted ones) replaced by ``'?'``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ from .base import (
 QUERY_WIDTH = 60
 HIDDEN_QUERY = "<insufficient privilege>"
 MIB = 1024 * 1024
-_LITERAL = re.compile(r"'(?:[^']|'')*(?:'|$)")
 _SPACE = re.compile(r"\s+")
+#: Where a literal or a quoted identifier may start (the scanner decides which it is).
+_QUOTE = re.compile(r"[\"'$]")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+#: Query text looked at: a literal that starts before the cut is redacted to the end.
+MAX_QUERY_CHARS = 16 * 1024
 
 
 @contextlib.asynccontextmanager
@@ -71,9 +76,66 @@ async def _session(ctx: ActionContext) -> AsyncIterator[PostgresClient]:
         raise ActionError(str(exc)) from None
 
 
+def _in_word(text: str, at: int) -> bool:
+    """Whether ``text[at]`` continues an identifier (so it cannot start a literal)."""
+    return at > 0 and (text[at - 1].isalnum() or text[at - 1] in "_$")
+
+
+def _literal_end(text: str, start: int, backslashes: bool) -> int:
+    """The index after the quote that ends the literal whose body starts at ``start``."""
+    at = start
+    quote = text.find("'", at)
+    while True:
+        slash = text.find("\\", at, quote if quote >= 0 else len(text)) if backslashes else -1
+        if slash >= 0:
+            at = slash + 2  # E'' strings: a backslash escapes the next character
+            if 0 <= quote < at:
+                quote = text.find("'", at)
+        elif quote < 0:
+            return len(text)
+        elif text.startswith("''", quote):
+            at = quote + 2
+            quote = text.find("'", at)
+        else:
+            return quote + 1
+
+
+def redact_literals(text: str) -> str:
+    """``text`` with each string literal replaced by ``'?'`` (``E'?'`` for escape strings):
+    ``'...'`` (with ``''``), ``E'...'`` (with backslash escapes) and ``$$...$$`` or
+    ``$tag$...$tag$``. Quoted identifiers stay. One pass, linear in the text."""
+    parts: list[str] = []
+    at = 0
+    while (found := _QUOTE.search(text, at)) is not None:
+        start = found.start()
+        char = text[start]
+        if char == '"':  # a quoted identifier ("" inside): kept as it is
+            end = start + 1
+            while (end := text.find('"', end)) >= 0 and text.startswith('""', end):
+                end += 2
+            end = len(text) if end < 0 else end + 1
+            parts.append(text[at:end])
+        elif char == "'":
+            escape = start > 0 and text[start - 1] in "eE" and not _in_word(text, start - 1)
+            end = _literal_end(text, start + 1, backslashes=escape)
+            parts.append(text[at : start - 1] + "E'?'" if escape else text[at:start] + "'?'")
+        else:
+            tag = _DOLLAR_TAG.match(text, start)
+            if tag is None or _in_word(text, start):
+                end = start + 1
+                parts.append(text[at:end])
+            else:
+                close = text.find(tag.group(), tag.end())
+                end = len(text) if close < 0 else close + len(tag.group())
+                parts.append(text[at:start] + "'?'")
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
 def short_query(text: str, width: int = QUERY_WIDTH) -> str:
     """One line of a query for a table: literals redacted, whitespace collapsed, truncated."""
-    line = _SPACE.sub(" ", _LITERAL.sub("'?'", text)).strip()
+    line = _SPACE.sub(" ", redact_literals(text[:MAX_QUERY_CHARS])).strip()
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
