@@ -226,3 +226,40 @@ def test_the_receiver_refuses_to_start_without_a_token(
     )
     assert done.returncode != 0
     assert "alert receiver: receiver default has no token" in done.stderr
+
+
+def test_a_destructive_step_runs_under_a_silence_removed_at_its_end(
+    objects: Objects,
+    operator: OperatorFactory,
+    alertmanager: Alertmanager,
+    services_env: dict[str, str],
+) -> None:
+    runbook = {
+        "kind": "Runbook",
+        "metadata": {"name": "redis-memory"},
+        "spec": {
+            "title": "Redis memory",
+            "rto": {"mitigation": "5m"},
+            "match": {"alertNames": ["RedisMemoryHigh"]},
+            "targets": {
+                "redis": {"host": "127.0.0.1", "port": int(services_env["REDIS_PORT"]), "db": 11}
+            },
+            "recovery": [{"name": "flush", "action": {"type": "redisFlushDb"}}],
+        },
+    }
+    objects.create("runbooks", runbook)
+    policy = {"alerts": {"silences": {"alertmanagerUrl": alertmanager.url, "duration": "10m"}}}
+    with operator(policy=policy):
+        eventually(lambda: _answers(alertmanager), what="Alertmanager up")
+        alertmanager.post_alerts([am_alert("RedisMemoryHigh", "r1:6379", service="redis")])
+        (incident,) = eventually(lambda: incidents(objects), what="the Redis Incident")
+        name = incident["metadata"]["name"]
+        eventually(lambda: "StepSucceeded" in reasons(objects, name), what="the step's result")
+    told = reasons(objects, name)
+    order = [told.index(r) for r in ("SilenceCreated", "SilenceRemoved", "StepSucceeded")]
+    assert order == sorted(order), told
+    (silence,) = [s for s in alertmanager.silences() if name in s["comment"]]
+    assert silence["status"]["state"] == "expired"
+    assert silence["matchers"] == [
+        {"name": "service", "value": "redis", "isRegex": False, "isEqual": True}
+    ]
