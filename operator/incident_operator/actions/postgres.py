@@ -67,7 +67,8 @@ async def _session(ctx: ActionContext) -> AsyncIterator[PostgresClient]:
         dbname=target.database,
         user=target.user,
         password=password,
-        sslmode=target.sslmode,
+        sslmode=target.effective_sslmode(),
+        ca_pem=await read_secret(ctx, target.ca_secret_ref) if target.ca_secret_ref else None,
     )
     try:
         async with PostgresClient.connect(info, timeout=inner_timeout(ctx.timeout)) as client:

@@ -26,7 +26,15 @@ async def _session(ctx: ActionContext) -> AsyncIterator[RedisClient]:
     password = None
     if target.password_secret_ref is not None:
         password = await read_secret(ctx, target.password_secret_ref)
-    info = RedisConnInfo(host=target.host, port=target.port, db=target.db, password=password)
+    ca = await read_secret(ctx, target.ca_secret_ref) if target.ca_secret_ref else None
+    info = RedisConnInfo(
+        host=target.host,
+        port=target.port,
+        db=target.db,
+        password=password,
+        tls=target.uses_tls(),
+        ca_pem=ca,
+    )
     try:
         async with RedisClient.connect(info, timeout=inner_timeout(ctx.timeout)) as client:
             yield client

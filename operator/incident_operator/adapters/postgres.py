@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
@@ -48,6 +50,8 @@ class PostgresConnInfo:
     user: str
     password: str | None = dataclasses.field(default=None, repr=False)
     sslmode: str = "prefer"
+    #: PEM CA certificate(s) the server's certificate must chain to (``sslrootcert``).
+    ca_pem: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -141,11 +145,31 @@ def _connect_reason(exc: psycopg.Error) -> str:
         ("could not translate host name", "host not found"),
         ("too many connections", "too many connections"),
         ("the database system is", "the server is starting up or shutting down"),
+        ("certificate", "the server's TLS certificate could not be verified"),
+        ("does not support ssl", "the server does not offer TLS"),
         ("ssl", "TLS negotiation failed"),
     ):
         if needle in text:
             return reason
     return "connection failed"
+
+
+@contextlib.contextmanager
+def _root_certificate(info: PostgresConnInfo) -> Iterator[str | None]:
+    """libpq's ``sslrootcert`` for the connection: the CA from the target's Secret in a file
+    that exists only while connecting; ``system`` (the OS's CAs) for verify-full without
+    one; else None (libpq's default)."""
+    if info.ca_pem is None:
+        yield "system" if info.sslmode == "verify-full" else None
+        return
+    handle, path = tempfile.mkstemp(prefix="incident-operator-ca-", suffix=".pem")
+    try:
+        with os.fdopen(handle, "w") as ca:
+            ca.write(info.ca_pem)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 class PostgresClient:
@@ -161,18 +185,20 @@ class PostgresClient:
         """Connect with ``connect_timeout`` and ``statement_timeout`` of ``timeout`` seconds."""
         statement_ms = max(1, int(timeout * 1000))
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                host=info.host,
-                port=info.port,
-                dbname=info.dbname,
-                user=info.user,
-                password=info.password or None,
-                sslmode=info.sslmode,
-                connect_timeout=max(2, math.ceil(timeout)),
-                application_name=APPLICATION_NAME,
-                options=f"-c statement_timeout={statement_ms}",
-                autocommit=True,
-            )
+            with _root_certificate(info) as rootcert:
+                conn = await psycopg.AsyncConnection.connect(
+                    host=info.host,
+                    port=info.port,
+                    dbname=info.dbname,
+                    user=info.user,
+                    password=info.password or None,
+                    sslmode=info.sslmode,
+                    connect_timeout=max(2, math.ceil(timeout)),
+                    application_name=APPLICATION_NAME,
+                    options=f"-c statement_timeout={statement_ms}",
+                    autocommit=True,
+                    sslrootcert=rootcert,  # None: not passed on (psycopg drops None values)
+                )
         except psycopg.Error as exc:
             raise PostgresError(
                 f"cannot connect to PostgreSQL {info.address} as {info.user}: "

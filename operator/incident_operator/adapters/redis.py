@@ -29,6 +29,10 @@ class RedisConnInfo:
     port: int
     db: int = 0
     password: str | None = dataclasses.field(default=None, repr=False)
+    #: TLS, verifying the server's certificate and host name.
+    tls: bool = False
+    #: PEM CA certificate(s) to verify against (besides the system's); None: the system's.
+    ca_pem: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -64,6 +68,8 @@ def _reason(exc: redis_errors.RedisError) -> str:
         return "timed out"
     if isinstance(exc, redis_errors.ConnectionError):
         text = str(exc).lower()
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return "TLS handshake failed"
         if "refused" in text or "connect call failed" in text:
             return "connection refused"
         if "name or service not known" in text or "nodename nor servname" in text:
@@ -110,6 +116,14 @@ class RedisClient:
     @contextlib.asynccontextmanager
     async def connect(cls, info: RedisConnInfo, timeout: float) -> AsyncIterator[RedisClient]:
         """A client with socket timeouts of ``timeout`` seconds; checked with ``PING``."""
+        tls: dict[str, Any] = {}
+        if info.tls:
+            tls = {
+                "ssl": True,
+                "ssl_cert_reqs": "required",
+                "ssl_check_hostname": True,
+                "ssl_ca_data": info.ca_pem,
+            }
         client = aioredis.Redis(
             host=info.host,
             port=info.port,
@@ -119,6 +133,7 @@ class RedisClient:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+            **tls,
         )
         adapter = cls(client, info)
         try:

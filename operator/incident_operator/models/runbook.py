@@ -206,13 +206,30 @@ class PostgresTarget(Model):
     password_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key that holds the password. Omit for none."
     )
-    sslmode: Annotated[
-        str, StringConstraints(pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
-    ] = Field(
-        default="prefer",
+    sslmode: (
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$"),
+        ]
+        | None
+    ) = Field(
+        default=None,
         description="libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full. "
-        "Default: prefer.",
+        "Default: verify-full when caSecretRef is set (TLS, the server's certificate signed by "
+        "that CA and naming host), else prefer. verify-full without caSecretRef trusts the "
+        "system's CAs.",
     )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key that holds the CA certificate(s), PEM, that signed the "
+        "server's certificate; sslmode then defaults to verify-full.",
+    )
+
+    def effective_sslmode(self) -> str:
+        """The sslmode to connect with: as set, else verify-full with a CA, else prefer."""
+        if self.sslmode is not None:
+            return self.sslmode
+        return "verify-full" if self.ca_secret_ref is not None else "prefer"
 
 
 class RedisTarget(Model):
@@ -232,6 +249,21 @@ class RedisTarget(Model):
     password_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key that holds the password (AUTH). Omit for none."
     )
+    tls: bool | None = Field(
+        default=None,
+        description="Connect with TLS, verifying the server's certificate and that it names "
+        "host, against caSecretRef or else the system's CAs. Default: true when caSecretRef "
+        "is set, else false.",
+    )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key that holds the CA certificate(s), PEM, that signed the "
+        "server's certificate; implies tls.",
+    )
+
+    def uses_tls(self) -> bool:
+        """Whether to connect with TLS: as set, else when a CA is given."""
+        return self.tls if self.tls is not None else self.ca_secret_ref is not None
 
 
 class HttpTarget(Model):
