@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import kubernetes
 import pytest
+import yaml
 
 from incident_demo import _proc
 from tests.fixtures.alerting import Alertmanager, alertmanager_bin, run_alertmanager
 from tests.fixtures.cluster import Objects, eventually
-from tests.fixtures.operator import OperatorFactory
+from tests.fixtures.operator import LOOPBACK_TARGETS, OperatorFactory
 
 pytestmark = pytest.mark.cluster
 __all__ = ["alertmanager_bin"]
@@ -263,3 +264,56 @@ def test_a_destructive_step_runs_under_a_silence_removed_at_its_end(
     assert silence["matchers"] == [
         {"name": "service", "value": "redis", "isRegex": False, "isEqual": True}
     ]
+
+
+def test_an_answered_alert_survives_an_operator_killed_right_after(
+    objects: Objects,
+    namespace: str,
+    operator_identity: str,
+    receiver: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The 2xx comes after the Incident and its status.alerts are committed: SIGKILL the
+    operator the moment it answers, and every answered alert is in the cluster."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(LOOPBACK_TARGETS))
+    env = {
+        **os.environ,
+        "INCIDENT_OPERATOR_POLICY": str(policy),
+        "INCIDENT_OPERATOR_NAMESPACE": namespace,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    body = {
+        "status": "firing",
+        "groupKey": '{}:{alertname="DashboardDown"}',
+        "groupLabels": {"alertname": "DashboardDown"},
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": f"{i:04x}",
+                "labels": {
+                    "alertname": "DashboardDown",
+                    "service": "dashboard",
+                    "instance": f"d{i}",
+                },
+            }
+            for i in range(7)
+        ],
+    }
+    headers = {"Authorization": f"Bearer {receiver['token']}"}
+    try:
+        answer = eventually(lambda: _post(receiver["url"], body, headers), what="receiver up")
+        process.kill()  # no graceful shutdown: as if the node died right after the answer
+    finally:
+        process.kill()
+        process.wait(30)
+    assert answer.status_code == 200, answer.text
+    (name,) = [ref.split("/")[1] for ref in answer.json()["incidents"]]
+    status = objects.status("incidents", name)
+    assert status["alerts"]["total"] == 7 and status["alerts"]["firing"] == 7
+    assert len(status["alerts"]["items"]) == 7
