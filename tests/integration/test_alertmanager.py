@@ -317,3 +317,31 @@ def test_an_answered_alert_survives_an_operator_killed_right_after(
     status = objects.status("incidents", name)
     assert status["alerts"]["total"] == 7 and status["alerts"]["firing"] == 7
     assert len(status["alerts"]["items"]) == 7
+
+
+def test_correlation_merges_groups_of_one_service_into_one_incident(
+    objects: Objects, operator: OperatorFactory, alertmanager: Alertmanager
+) -> None:
+    policy = {"alerts": {"correlation": {"byService": True, "window": "10m"}}}
+    with operator(policy=policy):
+        eventually(lambda: _answers(alertmanager), what="Alertmanager up")
+        alertmanager.post_alerts([am_alert("DashboardDown", "d1:9000")])
+        (first,) = eventually(lambda: incidents(objects), what="the first group's Incident")
+        name = first["metadata"]["name"]
+        alertmanager.post_alerts([am_alert("DashboardHighErrorRate", "d1:9000")])
+        status = eventually(
+            lambda: (
+                len((s := objects.status("incidents", name)).get("alerts", {}).get("groups", []))
+                == 2
+                and s
+            ),
+            what="the second group joined",
+        )
+        alertmanager.post_alerts([am_alert("DashboardHighErrorRate", "d2:9000")])
+        eventually(
+            lambda: objects.status("incidents", name)["alerts"]["total"] == 3,
+            what="the merged group's next notification found the same Incident",
+        )
+    assert len(incidents(objects)) == 1
+    assert status["alerts"]["groupsMerged"] == 1
+    assert "AlertGroupJoined" in reasons(objects, name)
