@@ -209,8 +209,9 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
             # Levels merge by their number so an admin can override one field of one level.
             by_level = {entry["level"]: dict(entry) for entry in base["levels"]}
             for entry in value:
-                if not isinstance(entry, dict) or "level" not in entry:
-                    raise PolicyError("each entry of levels needs a level number")
+                level = entry.get("level") if isinstance(entry, dict) else None
+                if not isinstance(level, int) or isinstance(level, bool):
+                    raise PolicyError("each entry of levels needs a level number (1-4)")
                 by_level[entry["level"]] = {**by_level.get(entry["level"], {}), **entry}
             merged["levels"] = list(by_level.values())
         else:

@@ -79,8 +79,12 @@ class RunbookObject:
 
 
 def _own_status(body: Mapping[str, Any]) -> dict[str, Any]:
-    # Kopf may keep its own bookkeeping under status; it is not part of our model.
-    return {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
+    # Kopf may keep its own bookkeeping under status; it is not part of our model. A status
+    # that is not an object (the schema forbids it) counts as none: the operator rewrites it.
+    status = body.get("status")
+    if not isinstance(status, Mapping):
+        return {}
+    return {k: v for k, v in status.items() if k != "kopf"}
 
 
 def _time(value: Any) -> dt.datetime | None:
