@@ -32,22 +32,18 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if namespaces:  # the alert receiver checks its allowlists against these
-        os.environ[WATCH_ENV] = ",".join(namespaces)
     logs.configure(args.log_level, args.log_format)
-    import kopf
+    from . import runtime
 
-    from . import handlers  # noqa: F401  (registers the handlers)
-
-    asyncio.run(
-        kopf.operator(
-            clusterwide=args.all_namespaces,
-            namespaces=namespaces,
-            standalone=args.standalone,
-            liveness_endpoint=args.liveness,
-        )
+    host, _, port = args.ops_address.rpartition(":")
+    options = runtime.Options(
+        namespaces=namespaces,
+        clusterwide=args.all_namespaces,
+        ops_host=host or "0.0.0.0",
+        ops_port=int(port),
+        leader_election=not args.no_leader_election,
     )
-    return 0
+    return asyncio.run(runtime.run(options))
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -94,9 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
     run.add_argument("--policy", help="response policy YAML (default: the playbook's values)")
     run.add_argument(
-        "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+        "--ops-address",
+        default=os.environ.get("INCIDENT_OPERATOR_OPS_ADDRESS", "127.0.0.1:0"),
+        help="host:port of /healthz and /metrics (default: $INCIDENT_OPERATOR_OPS_ADDRESS, "
+        "else a free loopback port, logged at start-up)",
     )
-    run.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    run.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        default=os.environ.get("INCIDENT_OPERATOR_LEADER_ELECTION", "true") == "false",
+        help="act at once, without the leader Lease: for exactly one replica",
+    )
+    run.add_argument("--standalone", action="store_true", help="accepted for compatibility")
     run.add_argument(
         "--log-level",
         default=os.environ.get("INCIDENT_OPERATOR_LOG_LEVEL", "info"),

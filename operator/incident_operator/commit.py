@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import logs
+from .adapters import metrics
 from .adapters.kube import Conflict, NotFound
 from .context import OperatorContext
 from .domain.story import Decision
@@ -60,6 +61,7 @@ async def update(
             try:
                 body = await ctx.kube.get(INCIDENTS, namespace, name)
             except NotFound:
+                metrics.OPEN_INCIDENTS.update(f"{namespace}/{name}", None)
                 return None
             incident = IncidentObject.parse(body)
             change = await decide(incident)
@@ -75,6 +77,7 @@ async def update(
                     if isinstance(exc, Conflict):
                         continue
                     raise
+                metrics.observe(f"{namespace}/{name}", incident.status, change.decision.status)
         await post_events(ctx, body, change.decision)
         if change.on_committed is not None:
             await change.on_committed(body)

@@ -74,6 +74,8 @@ class OperatorContext:
         # leave nothing behind and no finalizer is needed to clean up.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[Any]] = set()
+        # (message key, channel) being delivered now: an outbox entry is sent once at a time.
+        self.delivering: set[tuple[str, str]] = set()
 
     @classmethod
     def create(cls, settings: Settings) -> OperatorContext:

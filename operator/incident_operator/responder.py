@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import commit, notifications, steps
+from .adapters import metrics
 from .adapters.guard import GuardError
 from .adapters.kube import KubeError
 from .context import OperatorContext
@@ -54,6 +55,7 @@ async def respond(ctx: OperatorContext, namespace: str, name: str) -> None:
             raise  # the API server: the handler or the clock tries again
         except Exception as exc:
             log.exception("incident %s/%s: decision failed", namespace, name)
+            metrics.DECISION_FAILURES.inc()
             return _failed(ctx, incident, exc)
 
     body = await commit.update(ctx, namespace, name, decide)
@@ -74,6 +76,21 @@ async def _refusals(
             if why is not None:
                 refusals[engine.approval_key(approval)] = why
     return refusals
+
+
+def _count_refusal(
+    incident: IncidentObject, plan: engine.StepToRun, verdict: guarding.Verdict
+) -> None:
+    """A refusal counts once; a wait for a busy target once per wait, not per retry."""
+    if verdict.granted:
+        return
+    prior = next((s for s in incident.status.steps if s.name == plan.step.name), None)
+    if (
+        verdict.reason not in guarding.WAITING
+        or prior is None
+        or prior.blocked_by != verdict.reason
+    ):
+        metrics.GUARD_REFUSALS.labels(verdict.reason).inc()
 
 
 async def _claim(
@@ -117,6 +134,7 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
         if plan is not None and ctx.gate.needed(plan, incident):
             verdict = await _claim(ctx, incident, runbook, plan, now)
             claimed = verdict.granted
+            _count_refusal(incident, plan, verdict)
             if verdict.reason in guarding.WAITING:
                 retry_at = now + dt.timedelta(seconds=ctx.settings.retry_seconds)
             plan = guarding.apply_verdict(story, plan, verdict, ctx.policy, level)
@@ -130,7 +148,7 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
         ctx.steps.reserve(meta.uid, started.step.name)  # under the Incident's lock
 
     async def committed(body: dict[str, Any]) -> None:
-        notifications.dispatch(ctx, body, decision.notifications)
+        notifications.dispatch(ctx, body)
         ctx.clock.wake(meta.namespace, meta.name, _not_before(ctx, wake, now))
         if started is not None and runbook is not None:
             ctx.steps.start(meta.uid, steps.run(ctx, incident, runbook, started, claimed, on_due))

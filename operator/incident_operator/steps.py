@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import commit, execution, notifications, silences
+from .adapters import metrics
 from .adapters.guard import GuardError
 from .context import OperatorContext
 from .domain import engine, lifecycle
@@ -40,10 +42,14 @@ async def run(
     respond: Respond,
 ) -> None:
     meta = incident.metadata
+    started = time.monotonic()
     try:
         try:
             async with silences.around_step(ctx, incident, plan):
                 result = await execution.execute(ctx, incident, runbook, plan)
+            action = plan.step.action.type
+            metrics.STEP_RUNS.labels(action, "succeeded" if result.ok else "failed").inc()
+            metrics.STEP_DURATION.labels(action).observe(time.monotonic() - started)
         finally:
             if claimed:
                 with contextlib.suppress(GuardError):  # a Lease left behind expires
@@ -88,7 +94,7 @@ async def _commit_result(
             return commit.Change(failed)
 
         async def committed(body: dict[str, Any]) -> None:
-            notifications.dispatch(ctx, body, decision.notifications)
+            notifications.dispatch(ctx, body)
 
         return commit.Change(decision, committed)
 

@@ -54,10 +54,9 @@ def test_text_logs_tell_the_story_and_the_errors(
         eventually(lambda: "Traceback" in stderr.read_text(), what="a traceback")
     text = stderr.read_text()
     assert (
-        ("starting with Settings(" in text
-        and "webhook_token" not in text.split("starting")[1].split("\n")[0])
-        or "webhook_token=" not in text
-    )
+        "starting with Settings(" in text
+        and "webhook_token" not in text.split("starting")[1].split("\n")[0]
+    ) or "webhook_token=" not in text
     assert f"incident {namespace}/told: Classified: Level 3 MEDIUM" in text
     assert f"incident {namespace}/told: StepStarted: diagnosis step pause" in text
     assert "Forbidden" in text

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 
 from ..models.base import TimelineEntry
-from ..models.incident import IncidentStatus
+from ..models.incident import MAX_OUTBOX, IncidentStatus, NotificationState, PendingMessage
 from ..models.objects import IncidentObject
 from . import conditions as cond
 from . import timeline
@@ -85,7 +85,35 @@ class Story:
         return max(when, floor) if floor is not None else when
 
     def notify(self, kind: str, number: int, title: str, text: str) -> None:
+        """Send a message: into the outbox in status, for every channel that wants it, so it
+        goes out after the commit and again after a restart until delivered (at least once)."""
         uid = self.incident.metadata.uid
-        self.notifications.append(
-            Notification(kind, f"{uid}/{kind}/{number}", self.status.severity or 4, title, text)
+        severity = self.status.severity or 4
+        notification = Notification(kind, f"{uid}/{kind}/{number}", severity, title, text)
+        self.notifications.append(notification)
+        channels = [c.name for c in self.policy.channels if severity <= c.max_severity]
+        if not channels:
+            return
+        if self.status.notifications is None:
+            self.status.notifications = NotificationState()
+        outbox = self.status.notifications.outbox
+        if any(m.key == notification.key for m in outbox):
+            return
+        message = PendingMessage(
+            key=notification.key,
+            kind=kind,
+            severity=severity,
+            title=title,
+            text=text,
+            channels=channels,
+            created_at=self.now,
         )
+        kept = [*outbox, message][-MAX_OUTBOX:]
+        for dropped in outbox[: len(outbox) + 1 - len(kept)]:
+            self.log(
+                "NotificationDropped",
+                f"{dropped.kind} notification {dropped.key} was never delivered to "
+                f"{', '.join(dropped.channels)}; dropped to keep the outbox at {MAX_OUTBOX}",
+                warning=True,
+            )
+        self.status.notifications.outbox = kept

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from kube_custom_resource.custom_resource import CustomResource
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 
 from .alerting import AlertsStatus, MaintenanceHold
 from .base import (
@@ -28,12 +28,22 @@ from .base import (
     StatusWord,
     StrEnum,
     TimelineEntry,
+    clamp,
 )
 from .base import (
     column as _column,
 )
 
 MAX_TIMELINE = 100
+#: Undelivered messages kept in status; past this the oldest is dropped (with a timeline note).
+MAX_OUTBOX = 16
+MAX_MESSAGE = 8192
+
+
+def _cut(value: object) -> object:
+    return clamp(value, MAX_MESSAGE) if isinstance(value, str) else value
+
+
 MAX_STEP_OUTPUT = 2048
 
 
@@ -438,6 +448,25 @@ class Escalation(Model):
     reason: StatusText | None = Field(default=None, description="Why the last step was taken.")
 
 
+class PendingMessage(Model):
+    """A notification committed to status and not yet delivered to every channel that wants
+    it. The operator sends what is here after each commit and after a restart, so a message
+    is delivered at least once; its key (the Idempotency-Key header) lets a receiver drop a
+    repeat."""
+
+    key: StatusKey = Field(description="incident uid/kind/number: stable across retries.")
+    kind: StatusWord = Field(description="Initial, Update, Escalation, Approval or Resolution.")
+    severity: int = Field(ge=1, le=4, description="The Incident's severity when it was sent.")
+    title: StatusText = Field(description="The message's title.")
+    text: Annotated[str, StringConstraints(max_length=MAX_MESSAGE), BeforeValidator(_cut)] = Field(
+        description="The message as rendered from the policy's template."
+    )
+    channels: list[Annotated[StatusName, Field(description="A channel of the policy.")]] = Field(
+        max_length=32, description="The policy's channels still to deliver to."
+    )
+    created_at: dt.datetime = Field(description="When the decision that sent it committed.")
+
+
 class NotificationState(Model):
     """Which of the playbook's notifications went out: they are numbered here, so a restarted
     operator never sends one twice."""
@@ -460,6 +489,11 @@ class NotificationState(Model):
     )
     failures: int = Field(
         default=0, ge=0, description="Deliveries to a channel that failed, in total."
+    )
+    outbox: list[PendingMessage] = Field(
+        default_factory=list,
+        max_length=MAX_OUTBOX,
+        description="Messages not yet delivered to every channel (at-least-once delivery).",
     )
 
 
