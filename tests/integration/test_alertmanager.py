@@ -218,8 +218,9 @@ def test_the_receiver_refuses_to_start_without_a_token(
     kubeconfig: str, namespace: str, receiver: dict[str, str]
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "INCIDENT_OPERATOR_WEBHOOK_TOKEN"}
+    command = ["run", "--no-leader-election", "-n", namespace]  # straight to the start-up
     done = subprocess.run(
-        [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", namespace],
+        [sys.executable, "-m", "incident_operator", *command],
         env={**env, "INCIDENT_OPERATOR_NAMESPACE": namespace},
         capture_output=True,
         text=True,
