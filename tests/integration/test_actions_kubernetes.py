@@ -24,13 +24,13 @@ from kubernetes.client.exceptions import ApiException
 
 from incident_operator.actions import catalog
 from incident_operator.actions import kubernetes as k8s_actions
-from incident_operator.actions import pods as pod_actions
 from incident_operator.actions.base import ActionContext, ActionError, StepResult, run_action
 from incident_operator.adapters import jobs, pods
 from incident_operator.adapters.client import KubeClient
 from incident_operator.adapters.jobs import JobEnv
 from incident_operator.adapters.kube import KubeAdapter, KubeSecretReader
 from incident_operator.adapters.pods import exec_exit_status
+from incident_operator.domain.policy import load_policy
 from incident_operator.models.actions import (
     ExecInPod,
     PodLogs,
@@ -90,6 +90,17 @@ def ctx(namespace: str, kube: KubeClient) -> ActionContext:
         clients={"kubernetes": kube},
         timeout=60,
     )
+
+
+def allowing(ctx: ActionContext, *commands: list[str]) -> ActionContext:
+    """``ctx`` under a policy whose exec templates are ``commands`` (``{any}`` matches any
+    one argument)."""
+    templates = [
+        {"name": f"t{i}", "command": command, "params": {"any": ".*"} if "{any}" in command else {}}
+        for i, command in enumerate(commands)
+    ]
+    policy = load_policy(overrides={"exec": {"commands": templates}})
+    return dataclasses.replace(ctx, clients={**ctx.clients, "policy": policy})
 
 
 @pytest.fixture
@@ -595,10 +606,7 @@ async def test_pod_logs_without_ready_pod_fails(
 # --- exec -------------------------------------------------------------------------------------
 
 
-async def test_exec_refuses_commands_outside_the_allowlist(
-    ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(pod_actions.ALLOWLIST_ENV, raising=False)
+async def test_exec_refuses_commands_outside_the_allowlist(ctx: ActionContext) -> None:
     for command in (
         ["sh", "-c", "rm -rf /"],
         ["df"],
@@ -613,25 +621,23 @@ async def test_exec_refuses_commands_outside_the_allowlist(
             ExecInPod(type="execInPod", workload={"name": "web"}, command=["sh", "-c", "rm -rf /"]),
             ctx,
         )
-    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, '[["df", "-h"]]')
+    only_df = allowing(ctx, ["df", "-h"])
     with pytest.raises(ActionError, match="not allowed in execInPod: redis-cli ping"):
         await run(
             ExecInPod(type="execInPod", workload={"name": "web"}, command=["redis-cli", "ping"]),
-            ctx,
+            only_df,
         )
-    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, '[["df"], []]')
-    with pytest.raises(ActionError, match="must be a JSON list of non-empty"):
-        await run(ExecInPod(type="execInPod", workload={"name": "web"}, command=["df"]), ctx)
-    assert pod_actions.exec_allowed(["df", "-h", "/data"], pod_actions.DEFAULT_EXEC_ALLOWLIST)
-    assert not pod_actions.exec_allowed(["df", "-i"], pod_actions.DEFAULT_EXEC_ALLOWLIST)
+    with pytest.raises(ActionError, match="not allowed in execInPod: df -h /data"):
+        await run(
+            ExecInPod(type="execInPod", workload={"name": "web"}, command=["df", "-h", "/data"]),
+            only_df,
+        )
 
 
-async def test_exec_runs_the_command_and_reports_exit_code(
-    web: str, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``sh`` is allowlisted only here. The command runs in the container: the file it
+async def test_exec_runs_the_command_and_reports_exit_code(web: str, ctx: ActionContext) -> None:
+    """``sh`` is allowed only here. The command runs in the container: the file it
     writes is in the container's /tmp (not this machine's), where the next exec reads it."""
-    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"], ["cat"]]))
+    ctx = allowing(ctx, ["sh", "-c", "{any}"], ["cat", "{any}"])
     token = secrets.token_hex(8)
     name = f"/tmp/exec-test-{token}.txt"
     wrote = await run(
@@ -675,7 +681,7 @@ async def test_exec_runs_the_command_and_reports_exit_code(
 
 
 async def test_exec_output_is_capped_while_streaming(
-    web: str, kube: KubeClient, ctx: ActionContext, namespace: str, monkeypatch: pytest.MonkeyPatch
+    web: str, kube: KubeClient, ctx: ActionContext, namespace: str
 ) -> None:
     """A command printing more than the cap: the operator keeps the cap's worth of output,
     closes the stream and reports why the command did not finish."""
@@ -684,8 +690,10 @@ async def test_exec_output_is_capped_while_streaming(
     assert result.truncated and not result.timed_out and result.exit_code is None
     assert len(result.stdout) == 8192 and set(result.stdout) == {"y", "\n"}
     assert result.error == "its output reached the 8 KiB limit, so the operator stopped it"
-    monkeypatch.setenv(pod_actions.ALLOWLIST_ENV, json.dumps([["sh", "-c"]]))
-    step = await run(ExecInPod(type="execInPod", workload={"name": web}, command=command), ctx)
+    step = await run(
+        ExecInPod(type="execInPod", workload={"name": web}, command=command),
+        allowing(ctx, ["sh", "-c", "{any}"]),
+    )
     assert not step.ok and step.findings["exitCode"] == -1
     assert "did not finish: its output reached the 64 KiB limit" in step.message
 
@@ -695,9 +703,8 @@ async def test_exec_redis_cli_against_the_real_redis(
     apps: kubernetes.client.AppsV1Api,
     namespace: str,
     services_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The default allowlist's ``redis-cli``, run inside a container of the Redis image
+    """An allowed ``redis-cli`` command, run inside a container of the Redis image
     (``hostNetwork``, so 127.0.0.1 is the node's loopback) against the Redis of
     hack/services-up.sh; the test reads the key back with a client."""
     create_deployment(
@@ -714,8 +721,9 @@ async def test_exec_redis_cli_against_the_real_redis(
         timeout=READY_TIMEOUT,
         what="Deployment cli ready",
     )
-    monkeypatch.delenv(pod_actions.ALLOWLIST_ENV, raising=False)
     host, port = services_env["REDIS_HOST"], services_env["REDIS_PORT"]
+    set_key = ["redis-cli", "-h", "{any}", "-p", "{any}", "-n", "{any}", "SET", "{any}", "{any}"]
+    ctx = allowing(ctx, set_key)
     key, value = f"incident-operator-test:{secrets.token_hex(6)}", secrets.token_hex(6)
     client = redis.Redis(host=host, port=int(port), db=12)
     try:

@@ -1,13 +1,13 @@
-"""Actions inside a workload's pods: read their logs, run an allowlisted command."""
+"""Actions inside a workload's pods: read their logs, run a command an admin allowed."""
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 from collections.abc import Sequence
 
 from ..adapters import pods
+from ..domain.allowlists import ExecPolicy
+from ..domain.policy import Policy
 from ..models.actions import (
     ExecInPod,
     PodLogs,
@@ -27,22 +27,6 @@ from .kube_common import (
     plural,
     tail,
     workload_ref,
-)
-
-ALLOWLIST_ENV = "INCIDENT_OPERATOR_EXEC_ALLOWLIST"
-
-#: argv prefixes ``execInPod`` may run: a command is allowed when its first arguments equal
-#: one of these exactly. Diagnostics of the playbook's ``docker exec`` lines, no shells.
-DEFAULT_EXEC_ALLOWLIST: tuple[tuple[str, ...], ...] = (
-    ("redis-cli",),
-    ("psql",),
-    ("pg_isready",),
-    ("df", "-h"),
-    ("du", "-sh"),
-    ("cat",),
-    ("free", "-m"),
-    ("uptime",),
-    ("ps", "aux"),
 )
 
 
@@ -86,33 +70,10 @@ async def pod_logs(action: PodLogs, ctx: ActionContext) -> StepResult:
 # --- exec and jobs ----------------------------------------------------------------------------
 
 
-def exec_allowlist() -> list[tuple[str, ...]]:
-    """The argv prefixes ``execInPod`` may run: ``$INCIDENT_OPERATOR_EXEC_ALLOWLIST`` (a JSON
-    list of non-empty lists of strings, replacing the default) or the default."""
-    raw = os.environ.get(ALLOWLIST_ENV)
-    if raw is None or not raw.strip():
-        return list(DEFAULT_EXEC_ALLOWLIST)
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, list) or not all(
-        isinstance(prefix, list) and prefix and all(isinstance(a, str) and a for a in prefix)
-        for prefix in value
-    ):
-        raise ActionError(
-            f"{ALLOWLIST_ENV} must be a JSON list of non-empty argv-prefix "
-            f'lists, e.g. [["redis-cli"], ["df", "-h"]]'
-        )
-    return [tuple(prefix) for prefix in value]
-
-
-def exec_allowed(command: Sequence[str], allowlist: Sequence[Sequence[str]]) -> bool:
-    """True when ``command`` starts with one of the argv prefixes, argument by argument."""
-    return any(
-        len(command) >= len(prefix) and tuple(command[: len(prefix)]) == tuple(prefix)
-        for prefix in allowlist
-    )
+def exec_policy(ctx: ActionContext) -> ExecPolicy:
+    """The admin's exec command templates (the policy's ``exec``), else the defaults."""
+    policy = ctx.clients.get("policy")
+    return policy.exec if isinstance(policy, Policy) else ExecPolicy()
 
 
 def _show(command: Sequence[str]) -> str:
@@ -125,8 +86,11 @@ async def exec_in_pod(action: ExecInPod, ctx: ActionContext) -> StepResult:
     """Run an allowlisted command in the newest Ready pod; fails on a non-zero exit or when
     the output does not match ``pattern``."""
     shown = _show(action.command)
-    if not exec_allowed(action.command, exec_allowlist()):
-        raise ActionError(f"command not allowed in execInPod: {shown} (see {ALLOWLIST_ENV})")
+    if not exec_policy(ctx).allowed(action.command):
+        raise ActionError(
+            f"command not allowed in execInPod: {shown} matches no template of the policy's "
+            "exec.commands"
+        )
     kube, budget = kube_client(ctx), Budget(ctx)
     kind, name = workload_ref(action.workload)
     regex = patterns.compiled(action.pattern) if action.pattern else None
