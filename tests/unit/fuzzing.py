@@ -214,13 +214,13 @@ def runbook_specs(draw: st.DrawFn) -> dict[str, Any]:
         step: dict[str, Any] = {
             "name": f"s{index}",
             "action": draw(st.sampled_from(ACTIONS)),
-            "onFailure": draw(st.sampled_from(["Continue", "Stop", "Escalate"])),
-            "requiresApproval": draw(st.booleans()),
+            "onFailure": draw(st.sampled_from(["Continue", "Continue", "Stop", "Escalate"])),
+            "requiresApproval": draw(st.sampled_from([False, False, False, True])),
             "retries": draw(st.integers(min_value=0, max_value=10)),
         }
         if draw(st.booleans()):
             step["timeout"] = draw(durations(0.001))
-        if names and draw(st.booleans()):
+        if names and draw(st.integers(0, 3)) == 0:
             step["when"] = draw(st.lists(_when(names), min_size=1, max_size=2))
         steps.append(step)
     spec: dict[str, Any] = {
@@ -266,7 +266,10 @@ def incident_specs(draw: st.DrawFn, steps: list[str]) -> dict[str, Any]:
 def changes(draw: st.DrawFn, steps: list[str]) -> dict[str, Any]:
     """What people do to the spec between two decisions (or nothing)."""
     kind = draw(
-        st.sampled_from(["none", "none", "ack", "approve", "commander", "resolve", "items"])
+        st.sampled_from(
+            ["none"] * 8
+            + ["ack", "ack", "approve", "approve", "approve", "commander", "resolve", "items"]
+        )
     )
     if kind == "ack":
         return {"acknowledgedBy": draw(NAMES)}

@@ -3,6 +3,7 @@ the strings of a dumped status with their maximum lengths."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,8 +61,13 @@ def longest(schema: dict[str, Any]) -> Any:
     raise AssertionError(f"no value for {schema}")
 
 
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True)
+
+
 def longest_status(model: type[BaseModel]) -> dict[str, Any]:
-    value = longest(model.model_json_schema(by_alias=True))
+    value = longest(_schema(model))
     assert isinstance(value, dict)
     return value
 
@@ -83,4 +89,4 @@ def _walk(value: Any, schema: dict[str, Any], path: str) -> Iterator[tuple[str, 
 
 def string_limits(dumped: dict[str, Any], model: type[BaseModel]) -> list[tuple[str, str, int]]:
     """(path, string, maxLength) of every string of ``dumped`` whose field has a maxLength."""
-    return list(_walk(dumped, model.model_json_schema(by_alias=True), "status"))
+    return list(_walk(dumped, _schema(model), "status"))
