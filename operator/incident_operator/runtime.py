@@ -41,12 +41,18 @@ async def _ops_server(options: Options, elector: LeaderElector | None) -> web.Ap
         leading = elector.leading if elector is not None else True
         return web.json_response({"status": "ok", "leading": leading})
 
+    async def ready(_: web.Request) -> web.Response:
+        # Only the leader is ready, so a Service (the alert receiver's) sends it the traffic.
+        leading = elector.leading if elector is not None else True
+        return web.json_response({"leading": leading}, status=200 if leading else 503)
+
     async def scrape(_: web.Request) -> web.Response:
         # prometheus_client's content type carries parameters aiohttp wants separately.
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
     app.router.add_get("/metrics", scrape)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

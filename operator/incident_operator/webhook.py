@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from .adapters import metrics
 from .domain import alerts
 from .domain.alert_policy import DEFAULT_RECEIVER, ReceiverLimits
 
@@ -280,6 +281,7 @@ def answer(batch: alerts.Batch, results: Sequence[alerts.SliceResult]) -> web.Re
             }
         )
     entries.sort(key=lambda e: int(e["index"]))
+    _count(entries)
     counts = {k: sum(1 for e in entries if e["status"] == k) for k in _STATUSES}
     code = 200
     headers: dict[str, str] = {}
@@ -296,6 +298,17 @@ def answer(batch: alerts.Batch, results: Sequence[alerts.SliceResult]) -> web.Re
 
 
 _STATUSES = ("accepted", "rejected", "failed")
+#: Outcomes of an alert that joined an Incident already open for its problem.
+_DEDUPLICATED = frozenset({"joined", "repeat", "updated", "resolved"})
+
+
+def _count(entries: list[dict[str, Any]]) -> None:
+    metrics.ALERTS.labels("received").inc(len(entries))
+    for entry in entries:
+        if entry["status"] == "rejected":
+            metrics.ALERTS.labels("rejected").inc()
+        elif entry["outcome"] in _DEDUPLICATED:
+            metrics.ALERTS.labels("deduplicated").inc()
 
 
 def _status(result: alerts.SliceResult) -> str:
