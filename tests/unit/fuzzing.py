@@ -175,7 +175,7 @@ ACTIONS: list[dict[str, Any]] = [
     {"type": "postgresPing"},
     {"type": "postgresTerminateBackends", "olderThan": "10m"},
     {"type": "prometheusQuery", "query": "up", "threshold": 1},
-    {"type": "execInPod", "workload": WORKLOAD, "command": ["redis-cli", "PING"]},
+    {"type": "execInPod", "workload": WORKLOAD, "command": ["redis-cli", "-p", "6379", "PING"]},
 ]
 PHASES = ["Succeeded", "Failed", "Skipped", "Rejected", "Interrupted"]
 TARGETS = {

@@ -26,6 +26,7 @@ from incident_operator.domain import runbook_check
 from incident_operator.domain.allowlists import ExecCommand
 from incident_operator.models.actions import ExecInPod, HttpCheck, PodLogs
 from incident_operator.models.runbook import HttpTarget, Targets
+from tests.fixtures.loop_stalls import StallWatch, no_loop_stalls  # noqa: F401  (fixture)
 from tests.fixtures.services import DictSecretReader
 
 #: Exponential for a backtracking engine: each two more ``a`` take four times longer.
@@ -49,7 +50,11 @@ def _runbook(action: dict[str, Any]) -> dict[str, Any]:
 ACTIONS = {
     "httpCheck": {"type": "httpCheck"},
     "podLogs": {"type": "podLogs", "workload": WORKLOAD},
-    "execInPod": {"type": "execInPod", "workload": WORKLOAD, "command": ["redis-cli", "ping"]},
+    "execInPod": {
+        "type": "execInPod",
+        "workload": WORKLOAD,
+        "command": ["redis-cli", "-p", "6379", "PING"],
+    },
 }
 
 
@@ -94,7 +99,9 @@ def _ctx(clients: dict[str, Any], targets: Targets | None = None) -> ActionConte
 
 
 @pytest.mark.timeout(30)
-async def test_a_pathological_pattern_on_an_http_body_ends_at_once() -> None:
+async def test_a_pathological_pattern_on_an_http_body_ends_at_once(
+    no_loop_stalls: StallWatch,  # noqa: F811
+) -> None:
     client = httpx.AsyncClient(
         transport=httpx.MockTransport(lambda _: httpx.Response(200, text=EVIL_TEXT))
     )
@@ -119,12 +126,14 @@ def fake_pods(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(pods, "kube_client", lambda _: object())
     monkeypatch.setattr(pods.pods, "pod_logs", pod_logs)
     monkeypatch.setattr(pods.pods, "exec_in_pod", exec_in_pod)
-    monkeypatch.setattr(pods, "exec_allowlist", lambda: [("redis-cli",)])
     return seen
 
 
 @pytest.mark.timeout(30)
-async def test_a_pathological_pattern_on_log_lines_ends_at_once(fake_pods: dict[str, Any]) -> None:
+async def test_a_pathological_pattern_on_log_lines_ends_at_once(
+    fake_pods: dict[str, Any],
+    no_loop_stalls: StallWatch,  # noqa: F811
+) -> None:
     fake_pods["logs"] = "\n".join([EVIL_TEXT] * 50 + ["aaa"])
     action = PodLogs.model_validate({**ACTIONS["podLogs"], "pattern": EVIL, "threshold": 0})
     result = await run_action(action, _ctx({}))
@@ -134,6 +143,7 @@ async def test_a_pathological_pattern_on_log_lines_ends_at_once(fake_pods: dict[
 @pytest.mark.timeout(30)
 async def test_a_pathological_pattern_on_exec_output_ends_at_once(
     fake_pods: dict[str, Any],
+    no_loop_stalls: StallWatch,  # noqa: F811
 ) -> None:
     fake_pods["stdout"] = EVIL_TEXT
     action = ExecInPod.model_validate({**ACTIONS["execInPod"], "pattern": EVIL})
