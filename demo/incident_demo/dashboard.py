@@ -13,7 +13,9 @@ Routes:
 - ``GET /api/inventory/stats``: aggregates of the ``inventory`` table, cached in Redis with a TTL.
 - ``GET /api/circuit-breaker/status``: the circuit breakers around PostgreSQL and Redis.
 - ``GET|POST /admin/fault``: runtime fault injection, ``{"mode": "none|errors|latency|crash",
-  "rate": 0..1, "latencyMs": n}``. Faults live in memory, so a restart clears them.
+  "rate": 0..1, "latencyMs": n}``. Faults live in memory, so a restart clears them. ``errors``
+  and ``latency`` degrade ``/api/*`` only: the service stays up (its health check, and so its
+  readiness, tells the truth) while it errs or crawls. ``crash`` ends the process.
 
 Authentication: header ``X-API-Key: <key>`` (or ``Authorization: Bearer <key>``, which is what
 Prometheus can send) on /metrics, /api/* and /admin/*.
@@ -100,7 +102,6 @@ class Settings:
     dependency_timeout: float = 2.0
     breaker_threshold: int = 5
     breaker_reset: float = 10.0
-    parent_pid: int | None = None
     pg_appname: str = ""
 
     def __post_init__(self) -> None:
@@ -122,7 +123,6 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
     """Settings from environment variables (libpq names for PostgreSQL)."""
-    parent = env.get("DASHBOARD_PARENT_PID", "").strip()
     return Settings(
         host=env.get("HOST") or "127.0.0.1",
         port=_env_int(env, "PORT", DEFAULT_PORT),
@@ -139,7 +139,6 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         redis_db=_env_int(env, "REDIS_DB", 0),
         cache_ttl=_env_float(env, "CACHE_TTL_SECONDS", 30.0),
         dependency_timeout=_env_float(env, "DEPENDENCY_TIMEOUT_SECONDS", 2.0),
-        parent_pid=int(parent) if parent else None,
         pg_appname=env.get("PGAPPNAME", ""),
     )
 
@@ -638,8 +637,12 @@ def _protected(path: str) -> bool:
     return path == "/metrics" or path.startswith("/api/") or path.startswith("/admin/")
 
 
-def _faultable(path: str) -> bool:
+def _broken_build_fails(path: str) -> bool:
     return path == "/health" or path.startswith("/api/")
+
+
+def _faultable(path: str) -> bool:
+    return path.startswith("/api/")
 
 
 @web.middleware
@@ -699,11 +702,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     st = request.app[APP_STATE]
     path = request.path
+    if _broken_build_fails(path) and is_broken_version(st.settings.version):
+        reason = f"build {st.settings.version} is broken: startup self-check failed"
+        request[ERROR_REASON] = reason
+        return _json(500, {"status": "error", "error": reason, "version": st.settings.version})
     if _faultable(path):
-        if is_broken_version(st.settings.version):
-            reason = f"build {st.settings.version} is broken: startup self-check failed"
-            request[ERROR_REASON] = reason
-            return _json(500, {"status": "error", "error": reason, "version": st.settings.version})
         f = st.fault
         if f.mode == "errors" and st.rng.random() < f.rate:
             reason = "injected fault: errors"
@@ -910,20 +913,13 @@ def setup_logging() -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-async def _watch_parent(parent: int) -> None:
-    """Exits when the process that started us is gone (backup for PR_SET_PDEATHSIG)."""
-    while True:
-        if os.getppid() != parent:
-            log.error("parent process %d is gone; exiting", parent)
-            os._exit(1)
-        await asyncio.sleep(1)
-
-
 async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    # SO_REUSEPORT: replicas on one node's host network share the port (the kernel spreads
+    # the connections), like the workers of a pre-forking server.
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, reuse_port=True)
     await site.start()
     log.info(
         "dashboard %s listening on http://%s:%d (postgres %s:%d/%s, redis %s:%d/%d)",
@@ -945,13 +941,8 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    watcher = (
-        asyncio.create_task(_watch_parent(settings.parent_pid)) if settings.parent_pid else None
-    )
     await stop.wait()
     log.info("shutting down")
-    if watcher is not None:
-        watcher.cancel()
     await runner.cleanup()
 
 
