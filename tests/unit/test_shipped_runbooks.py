@@ -23,7 +23,18 @@ PLAYBOOK_TITLES = {
 
 
 def load() -> dict[str, dict]:  # type: ignore[type-arg]
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(RUNBOOKS.glob("*.yaml"))}
+    files = sorted(p for p in RUNBOOKS.glob("*.yaml") if p.name != "kustomization.yaml")
+    return {p.stem: yaml.safe_load(p.read_text()) for p in files}
+
+
+def test_the_kustomization_lists_every_runbook() -> None:
+    listed = yaml.safe_load((RUNBOOKS / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(f"{name}.yaml" for name in load())
+
+
+def test_each_runbook_names_its_service_account() -> None:
+    for name, body in load().items():
+        assert body["spec"].get("serviceAccountName") == "incident-runbook", name
 
 
 def test_every_playbook_runbook_ships() -> None:
