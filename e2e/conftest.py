@@ -1,132 +1,131 @@
-"""End-to-end: the shipped runbooks against the demo workloads, made real on this machine."""
+"""End to end: the shipped runbooks, run by the operator in the cluster, against real failures
+of the demo stack's real pods.
+
+The session installs the operator as users do (``kubectl apply -k manifests/overlays/local``,
+restarted so it runs the image now on the node), creates the stack's Secrets, and applies the
+stack (``manifests/demo``). Before each test every server is brought back to a healthy baseline
+and the operator's safety history (its Leases) is cleared, so each test starts like a fresh
+day; the seven runbooks are applied as ``manifests/demo/runbooks`` localizes them, with the
+test's own overrides. People act with ``kubectl --as`` (``incident_demo.stack.ONCALL`` ...).
+
+It needs a cluster whose one schedulable node runs the stack and the operator with host
+networking (see manifests/demo/README.md, "Running against kind or another cluster").
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from tests.fixtures.cluster import Objects, eventually
 
-from incident_demo.stack import LocalStack
-from incident_operator.domain import runbook_check
+from incident_demo.incidents import Incidents
+from incident_demo.kube import Kubectl
+from incident_demo.stack import NAMESPACE, Stack
 
-
-@pytest.fixture
-def stack(kubeconfig: str, namespace: str) -> Iterator[LocalStack]:
-    with LocalStack(kubeconfig, namespace, kubectl=os.environ.get("KUBECTL", "kubectl")) as s:
-        yield s
-
-
-def apply_runbook(
-    stack: LocalStack,
-    objects: Objects,
-    name: str,
-    overrides: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Apply one shipped runbook, localized; ``overrides`` patch step fields by step name."""
-    doc = next(d for d in stack.runbooks() if d["metadata"]["name"] == name)
-    doc = copy.deepcopy(doc)
-    for stage in ("diagnosis", "recovery"):
-        for step in doc["spec"].get(stage, []):
-            for key, value in (overrides or {}).get(step["name"], {}).items():
-                if key == "action":
-                    step["action"].update(value)
-                else:
-                    step[key] = value
-    runbook, problem = runbook_check.parse(doc)
-    assert runbook is not None and not problem, problem
-    doc["metadata"].pop("namespace", None)
-    created: dict[str, Any] = objects.create("runbooks", doc)
-    return created
+#: Label of every Incident an e2e test opens (deleted after the test).
+E2E_LABEL = {"incidents.dev/e2e": "true"}
+#: Overrides every test applies: the dashboard runbook's "wait 30 seconds for startup" only
+#: waits for the clock, so the tests wait 5.
+COMMON_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "dashboard-outage": {"settle": {"action": {"duration": "5s"}}},
+}
+#: (test, runbook, incident, time to recover in s, RTO in s) of each recovered Incident.
+RECOVERIES: list[tuple[str, str, str, float, float]] = []
 
 
-def steps(objects: Objects, incident: str) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in objects.status("incidents", incident).get("steps", [])}
+@pytest.fixture(scope="session")
+def kube(kubeconfig: str) -> Kubectl:
+    return Kubectl(kubeconfig, os.environ.get("KUBECTL", "kubectl"))
 
 
-def phase_of(objects: Objects, incident: str) -> str | None:
-    phase: str | None = objects.status("incidents", incident).get("phase")
-    return phase
-
-
-def approve(objects: Objects, incident: str, step: str, by: str = "incident-commander") -> None:
-    current = objects.get("incidents", incident)["spec"].get("approvals", [])
-    objects.patch_spec(
-        "incidents",
-        incident,
-        {"approvals": [*current, {"step": step, "decision": "Approved", "by": by}]},
-    )
-
-
-def explain(objects: Objects, incident: str) -> str:
-    """The incident's steps and last timeline entries, for failure messages."""
-    status = objects.status("incidents", incident)
-    lines = [f"phase={status.get('phase')}"]
-    lines += [
-        f"  {s['name']}: {s['phase']} {s.get('message', '')}" for s in status.get("steps", [])
-    ]
-    lines += [f"  {e['reason']}: {e['message']}" for e in status.get("timeline", [])[-8:]]
-    return "\n".join(lines)
-
-
-def drive(
-    objects: Objects,
-    incident: str,
-    until: str,
-    approver: str = "incident-commander",
-    timeout: float = 120,
-) -> dict[str, Any]:
-    """Approve every step that asks, as the incident commander would, until ``until``."""
-    approved: set[str] = set()
-
-    def progress() -> dict[str, Any] | None:
-        status = objects.status("incidents", incident)
-        waiting = [
-            s["name"]
-            for s in status.get("steps", [])
-            if s["phase"] == "AwaitingApproval" and s["name"] not in approved
-        ]
-        for step in waiting:
-            approve(objects, incident, step, by=approver)
-            approved.add(step)
-        return status if status.get("phase") == until else None
-
-    return eventually(
-        progress,
-        timeout=timeout,
-        what=f"{incident} {until}",
-        describe=lambda: explain(objects, incident),
-    )
+@pytest.fixture(scope="session")
+def demo_stack(kube: Kubectl) -> Iterator[Stack]:
+    """The operator and the stack, installed once; held against other runs on this machine."""
+    stack = Stack(kube)
+    with stack.exclusive():
+        stack.install_operator(restart=True)
+        stack.ensure_secrets()
+        stack.heal(timeout=300)
+        yield stack
 
 
 @pytest.fixture
-def traffic(stack: LocalStack) -> Iterator[Callable[[str], None]]:
-    """Background requests to the dashboard, so Prometheus has rates to compute."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
+def stack(demo_stack: Stack, kube: Kubectl) -> Iterator[Stack]:
+    # Each test starts like a fresh day: no remediation history (the safety gate would
+    # rightly refuse restarting the same workload again minutes later), a healthy stack.
+    demo_stack.forget_remediations()
+    demo_stack.heal()
+    forget_rollouts(kube)
+    yield demo_stack
+    Incidents(kube, NAMESPACE).delete("incidents.dev/e2e=true")
 
-    def start(path: str) -> None:
-        def loop() -> None:
-            with httpx.Client(headers={"X-API-Key": stack.api_key}, timeout=5) as client:
-                deadline = time.monotonic() + 600  # bounded even if a test forgets to stop
-                while not stop.is_set() and time.monotonic() < deadline:
-                    with contextlib.suppress(httpx.HTTPError):
-                        client.get(f"{stack.dashboard_url}{path}")
-                    stop.wait(0.05)
 
-        for _ in range(3):
-            thread = threading.Thread(target=loop, daemon=True)
-            thread.start()
-            threads.append(thread)
+@pytest.fixture
+def incidents(kube: Kubectl) -> Incidents:
+    return Incidents(kube, NAMESPACE)
 
-    yield start
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
+
+def forget_rollouts(kube: Kubectl) -> None:
+    """Delete the dashboard's old ReplicaSets: each test starts with one revision, not with
+    the builds earlier tests rolled out (a rollback picks among them)."""
+    sets = kube.json("-n", NAMESPACE, "get", "replicasets", "-l", "app=dashboard")["items"]
+    old = [rs["metadata"]["name"] for rs in sets if not rs["spec"].get("replicas")]
+    if old:
+        kube.out("-n", NAMESPACE, "delete", "replicaset", *old, "--ignore-not-found")
+
+
+def apply_runbooks(
+    stack: Stack, overrides: dict[str, dict[str, dict[str, Any]]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The seven runbooks as localized, with step fields overridden per runbook and step
+    (``{"dashboard-outage": {"verify": {"retries": 0, "action": {...}}}}``)."""
+    merged = copy.deepcopy(COMMON_OVERRIDES)
+    for runbook, steps in (overrides or {}).items():
+        for step, fields in steps.items():
+            merged.setdefault(runbook, {}).setdefault(step, {}).update(fields)
+    docs = stack.runbooks()
+    for doc in docs:
+        for stage in ("diagnosis", "recovery"):
+            for step in doc["spec"].get(stage, []):
+                for key, value in (
+                    merged.get(doc["metadata"]["name"], {}).get(step["name"], {}).items()
+                ):
+                    if key == "action":
+                        step["action"].update(value)
+                    else:
+                        step[key] = value
+    stack.apply_docs(docs)
+    stack.wait_runbooks_checked([doc["metadata"]["name"] for doc in docs])
+    return {doc["metadata"]["name"]: doc for doc in docs}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def record_recovery(request: pytest.FixtureRequest, status: dict[str, Any], name: str) -> float:
+    """Note the Incident's time to recover (detection to mitigation) for the summary."""
+    ttr = float(status["timeToRecoverSeconds"])
+    RECOVERIES.append(
+        (request.node.name, str(status.get("runbook")), name, ttr, float(status["rtoSeconds"]))
+    )
+    return ttr
+
+
+def phases(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: step["phase"] for name, step in steps.items()}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RECOVERIES:
+        return
+    terminalreporter.section("time to recover (detection to mitigation) vs the runbook's RTO")
+    for test, runbook, incident, ttr, rto in RECOVERIES:
+        verdict = "within" if ttr <= rto else "OVER"
+        terminalreporter.write_line(
+            f"{runbook:26} {ttr:7.1f} s  {verdict} RTO {rto / 60:g} min  ({incident}, {test})"
+        )

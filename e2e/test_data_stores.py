@@ -1,165 +1,229 @@
-"""Playbook: Database Service Outage and Redis Cache Outage, on the real local servers."""
+"""Playbook: Database Service Outage (a session holding a lock; the server killed) and Redis
+Cache Outage (maxmemory reached), on the real servers in their pods."""
 
 from __future__ import annotations
 
-import threading
+import subprocess
 from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
-import redis
-from tests.fixtures.cluster import Objects, eventually
-from tests.fixtures.operator import OperatorFactory
+from tests.fixtures.cluster import eventually
 
-from e2e.conftest import apply_runbook, approve, explain, phase_of, steps
-from incident_demo.stack import LocalStack
+from e2e.conftest import E2E_LABEL, apply_runbooks, phases, record_recovery, unique
+from incident_demo.incidents import Incidents
+from incident_demo.kube import Kubectl
+from incident_demo.stack import COMMANDER, DBA, NAMESPACE, ONCALL, PORTS, Stack
 
 pytestmark = pytest.mark.cluster
-POLICY = {"timeScale": 60}
+PG_DOWN = ("pg_isready", "-h", "127.0.0.1", "-p", str(PORTS["postgres"]))
 
 
-def incident(name: str, service: str, summary: str) -> dict[str, Any]:
-    return {
-        "kind": "Incident",
-        "metadata": {"name": name},
-        "spec": {"service": service, "summary": summary, "severity": 2, "acknowledgedBy": "dba"},
+def incident(service: str, summary: str, alert: str | None = None) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "service": service,
+        "summary": summary,
+        "severity": 2,
+        "acknowledgedBy": ONCALL,
+        "roles": {"incidentCommander": COMMANDER, "databaseAdministrator": DBA},
     }
+    if alert:
+        spec["source"] = {"kind": "Alertmanager", "alertName": alert}
+    return spec
+
+
+def psql_session(kube: Kubectl, app: str, sql: str) -> subprocess.Popen[str]:
+    """A psql session in the PostgreSQL container that runs until its query ends."""
+    return kube.popen(
+        "-n", NAMESPACE, "exec", "postgres-0", "-c", "postgres", "--",
+        "env", f"PGAPPNAME={app}", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", sql,
+    )  # fmt: skip
 
 
 @pytest.fixture
-def runaway_query(stack: LocalStack) -> Iterator[dict[str, Any]]:
-    """A real long-running query holding a lock, and a second session waiting on it."""
-    env = stack.services
-    conninfo = (
-        f"host={env['PGHOST']} port={env['PGPORT']} dbname={env['PGDATABASE']} "
-        f"user={env['PGUSER']} password={env['PGPASSWORD']}"
+def lock_holder(stack: Stack, kube: Kubectl) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """A real session holding an exclusive lock in a long query, and one waiting for it."""
+    stack.psql("CREATE TABLE IF NOT EXISTS e2e_orders (id int)")
+    sessions = {
+        "holder": psql_session(
+            kube,
+            "e2e-holder",
+            "BEGIN; LOCK TABLE e2e_orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);",
+        ),
+    }
+    eventually(
+        lambda: (
+            stack.psql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE a.application_name = 'e2e-holder' AND l.mode = 'AccessExclusiveLock' "
+                "AND l.granted"
+            )
+            == "1"
+        ),
+        timeout=60,
+        what="the lock taken",
     )
-    outcome: dict[str, Any] = {}
-    holder = psycopg.connect(conninfo, autocommit=True)
-    holder.execute("CREATE TABLE IF NOT EXISTS e2e_orders (id int)")
-
-    def run_forever() -> None:
-        try:
-            with holder.transaction():
-                holder.execute("LOCK TABLE e2e_orders IN ACCESS EXCLUSIVE MODE")
-                holder.execute("SELECT pg_sleep(600)")
-        except psycopg.Error as exc:
-            outcome["holder"] = type(exc).__name__
-
-    def wait_for_lock() -> None:
-        with psycopg.connect(conninfo, autocommit=True) as waiter:
-            try:
-                waiter.execute("SELECT count(*) FROM e2e_orders")
-                outcome["waiter"] = "got the lock"
-            except psycopg.Error as exc:
-                outcome["waiter"] = type(exc).__name__
-
-    threads = [threading.Thread(target=run_forever), threading.Thread(target=wait_for_lock)]
-    threads[0].start()
-    threads[1].start()
-    with psycopg.connect(conninfo, autocommit=True) as probe:
-        # The runbook looks for queries older than 2s: let this one get there first.
-        eventually(
-            lambda: probe.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' "
-                "AND now() - query_start > interval '3 seconds'"
-            ).fetchone()[0],
-            timeout=20,
-            what="the runaway query to age",
-        )
-    yield outcome
-    for thread in threads:
-        thread.join(timeout=30)
-    holder.close()
+    sessions["waiter"] = psql_session(kube, "e2e-waiter", "SELECT count(*) FROM e2e_orders")
+    eventually(
+        lambda: (
+            stack.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'e2e-waiter' "
+                "AND wait_event_type = 'Lock'"
+            )
+            == "1"
+        ),
+        timeout=60,
+        what="a second session blocked on the lock",
+    )
+    yield sessions
+    stack.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name IN ('e2e-holder', 'e2e-waiter')"
+    )
+    for session in sessions.values():
+        session.kill()
+        session.communicate(timeout=30)
 
 
-def test_long_queries_and_locks_are_cleared(
-    stack: LocalStack, objects: Objects, operator: OperatorFactory, runaway_query: dict[str, Any]
+def test_lock_holding_query_is_terminated_after_approval(
+    stack: Stack,
+    incidents: Incidents,
+    lock_holder: dict[str, subprocess.Popen[str]],
+    request: pytest.FixtureRequest,
 ) -> None:
-    apply_runbook(
+    # The playbook kills queries older than 10 minutes; here the lock is a few seconds old.
+    apply_runbooks(
         stack,
-        objects,
-        "database-outage",
         {
-            "running-queries": {"action": {"olderThan": "2s"}},
-            "kill-long-queries": {"action": {"olderThan": "2s"}},
+            "database-outage": {
+                "running-queries": {"action": {"olderThan": "3s"}},
+                "kill-long-queries": {"action": {"olderThan": "3s"}},
+            }
         },
     )
-    with operator(POLICY):
-        objects.create("incidents", incident("db", "postgres", "inventory queries failing"))
-        eventually(
-            lambda: phase_of(objects, "db") == "AwaitingApproval",
-            timeout=60,
-            what="terminate waits for approval",
-            describe=lambda: explain(objects, "db"),
-        )
-        found = steps(objects, "db")
-        assert int(found["running-queries"]["findings"]["longQueries"]) >= 1
-        assert int(found["check-locks"]["findings"]["blockedLocks"]) >= 1
-        approve(objects, "db", "kill-long-queries", by="dba")
-        eventually(
-            lambda: phase_of(objects, "db") == "Monitoring",
-            timeout=60,
-            what="queries terminated and verified",
-            describe=lambda: explain(objects, "db"),
-        )
-    done = steps(objects, "db")
-    assert int(done["kill-long-queries"]["findings"]["terminated"]) >= 1
-    assert done["restart"]["phase"] == "Skipped"  # the server answered: no restart needed
-    assert done["verify-locks"]["phase"] == "Succeeded"
     eventually(
-        lambda: runaway_query.get("holder") and runaway_query.get("waiter"),
-        what="both sessions released",
+        lambda: (
+            stack.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'e2e-holder' "
+                "AND now() - query_start > interval '4 seconds'"
+            )
+            == "1"
+        ),
+        timeout=30,
+        what="the locking query older than the runbook's limit",
     )
-    assert runaway_query["holder"] in ("AdminShutdown", "OperationalError")
-    assert runaway_query["waiter"] == "got the lock"
+    name = unique("db-locks")
+    incidents.open(
+        name,
+        incident("postgres", "Inventory queries failing: database connection timeouts"),
+        ONCALL,
+        E2E_LABEL,
+    )
+
+    status = incidents.wait(name, {"AwaitingApproval", "Escalated"}, timeout=120)
+    assert status["phase"] == "AwaitingApproval", incidents.explain(name)
+    assert status["runbook"] == "database-outage"
+    assert status["currentStep"] == "kill-long-queries"
+    found = incidents.steps(name)
+    assert int(found["running-queries"]["findings"]["longQueries"]) >= 1
+    assert found["check-locks"]["phase"] == "Failed"  # Step 1: SELECT * FROM pg_locks
+    assert int(found["check-locks"]["findings"]["blockedLocks"]) >= 1
+    assert found["connectivity"]["phase"] == "Succeeded"
+
+    incidents.approve(name, "kill-long-queries", DBA)
+    status = incidents.wait(name, {"Monitoring", "Escalated"}, timeout=120)
+    assert status["phase"] == "Monitoring", incidents.explain(name)
+    done = incidents.steps(name)
+    assert done["kill-long-queries"]["decidedBy"] == DBA
+    assert int(done["kill-long-queries"]["findings"]["terminated"]) >= 1
+    assert done["restart"]["phase"] == "Skipped"  # the server answered: no restart
+    assert phases(done)["verify"] == phases(done)["verify-locks"] == "Succeeded"
+    # The holder's session was ended by the server, so its psql failed.
+    holder = lock_holder["holder"]
+    assert holder.wait(timeout=60) != 0
+    assert "terminat" in (holder.stderr.read() if holder.stderr else "")
+    record_recovery(request, status, name)
+    incidents.resolve(name, DBA, "a batch job held an exclusive lock on e2e_orders")
+
+
+def test_killed_postgres_is_restarted(
+    stack: Stack, incidents: Incidents, request: pytest.FixtureRequest
+) -> None:
+    apply_runbooks(stack)
+    before = stack.server_identity("postgres")
+    stack.kill_server("postgres")
+    eventually(lambda: stack.exec("postgres", *PG_DOWN).returncode != 0, what="PostgreSQL down")
+    eventually(lambda: not stack.ready("postgres"), what="the postgres pod not Ready")
+    name = unique("db-down")
+    incidents.open(
+        name, incident("postgres", "Cannot connect to database", "PostgresDown"), ONCALL, E2E_LABEL
+    )
+
+    status = incidents.wait(name, {"Monitoring", "Escalated"}, timeout=180)
+    assert status["phase"] == "Monitoring", incidents.explain(name)
+    assert status["runbook"] == "database-outage"
+    done = phases(incidents.steps(name))
+    assert done["connectivity"] == done["service-status"] == "Failed"
+    assert done["kill-long-queries"] == "Skipped"  # no query could be seen
+    assert done["restart"] == "Succeeded"  # Step 3: only because SELECT 1 failed
+    assert done["verify"] == done["verify-locks"] == "Succeeded"
+    assert stack.server_identity("postgres") != before  # a new postmaster
+    eventually(lambda: stack.health() == 200, timeout=60, what="the dashboard reconnected")
+    record_recovery(request, status, name)
+    incidents.resolve(name, DBA, "the postmaster was killed")
 
 
 @pytest.fixture
-def full_redis(stack: LocalStack) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=stack.services["REDIS_HOST"], port=int(stack.services["REDIS_PORT"]))
-    client.flushdb()
-    pipe = client.pipeline()
-    for i in range(3000):
-        pipe.set(f"e2e:cache:{i}", "x" * 1024)
-    pipe.execute()
-    used = int(client.info("memory")["used_memory"])
-    client.config_set("maxmemory", str(int(used * 1.03)))
-    client.config_set("maxmemory-policy", "noeviction")
-    yield client
-    client.config_set("maxmemory", "0")
-    client.flushdb()
-    client.close()
+def full_redis(stack: Stack) -> Iterator[None]:
+    """Redis at its maxmemory with noeviction: writes fail with OOM."""
+    stack.redis(
+        "EVAL",
+        "for i = 1, 3000 do redis.call('SET', 'e2e:cache:' .. i, string.rep('x', 1024)) end",
+        "0",
+    )
+    info = stack.redis("INFO", "memory")
+    used = int(
+        next(line for line in info.splitlines() if line.startswith("used_memory:")).split(":")[1]
+    )
+    stack.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    stack.redis("CONFIG", "SET", "maxmemory", str(int(used * 0.98)))
+    write = "return redis.pcall('SET', 'e2e:one-more', string.rep('x', 200000))"
+    assert "OOM" in stack.redis("EVAL", write, "0")
+    yield
 
 
-def test_full_redis_is_flushed_via_exec_after_approval(
-    stack: LocalStack, objects: Objects, operator: OperatorFactory, full_redis: redis.Redis
+def test_full_redis_is_flushed_and_restarted(
+    stack: Stack, incidents: Incidents, full_redis: None, request: pytest.FixtureRequest
 ) -> None:
-    apply_runbook(stack, objects, "redis-outage")
-    with operator(POLICY):
-        objects.create(
-            "incidents", incident("cache", "redis", "Cache misses increasing, memory errors")
-        )
-        eventually(
-            lambda: phase_of(objects, "cache") == "AwaitingApproval",
-            timeout=60,
-            what="flush waits for approval",
-            describe=lambda: explain(objects, "cache"),
-        )
-        memory = steps(objects, "cache")["memory"]
-        assert memory["phase"] == "Failed"
-        assert float(memory["findings"]["usedMemoryPercent"]) > 90
-        assert full_redis.dbsize() >= 3000
-        approve(objects, "cache", "flush-cache")
-        eventually(
-            lambda: phase_of(objects, "cache") == "Monitoring",
-            timeout=60,
-            what="flushed, restarted, verified",
-            describe=lambda: explain(objects, "cache"),
-        )
-    assert full_redis.dbsize() == 0
-    done = steps(objects, "cache")
+    apply_runbooks(stack)
+    before = stack.server_identity("redis")
+    name = unique("cache-full")
+    incidents.open(
+        name,
+        incident("redis", "Cache misses increasing, memory errors in logs", "RedisMemoryHigh"),
+        ONCALL,
+        E2E_LABEL,
+    )
+
+    status = incidents.wait(name, {"AwaitingApproval", "Escalated"}, timeout=120)
+    assert status["phase"] == "AwaitingApproval", incidents.explain(name)
+    assert status["runbook"] == "redis-outage"
+    memory = incidents.steps(name)["memory"]
+    assert memory["phase"] == "Failed"
+    assert float(memory["findings"]["usedMemoryPercent"]) > 90
+    assert int(stack.redis("DBSIZE")) >= 3000
+
+    incidents.approve(name, "flush-cache", COMMANDER)
+    status = incidents.wait(name, {"Monitoring", "Escalated"}, timeout=120)
+    assert status["phase"] == "Monitoring", incidents.explain(name)
+    done = incidents.steps(name)
+    # redis-cli FLUSHDB ran inside the Redis container (execInPod), then a new server.
     assert done["flush-cache"]["phase"] == "Succeeded"
-    assert done["restart"]["phase"] == "Succeeded"
-    assert float(done["verify"]["findings"]["usedMemoryPercent"]) < 90
+    assert done["flush-cache"]["findings"]["exitCode"] in (0, "0")
+    assert "OK" in done["flush-cache"].get("output", "")
+    assert done["restart"]["phase"] == done["verify"]["phase"] == "Succeeded"
+    # The new server starts empty and without the runtime maxmemory: no percentage to fail.
+    assert float(done["verify"]["findings"].get("usedMemoryPercent", 0)) < 90
+    assert stack.server_identity("redis") != before
+    assert int(stack.redis("DBSIZE")) < 3000
+    record_recovery(request, status, name)
+    incidents.resolve(name, COMMANDER, "cache filled up to maxmemory with noeviction")

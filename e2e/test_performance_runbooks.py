@@ -1,108 +1,139 @@
-"""Playbook: High Error Rate (>5%) and High Latency (p99 > 2000ms), seen through Prometheus."""
+"""Playbook: High Error Rate (>5%) and High Latency (p99 > 2000ms): faults injected through
+the dashboard's /admin/fault under real traffic, seen by the runbooks through Prometheus."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import subprocess
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
-from tests.fixtures.cluster import Objects, eventually, kubectl
-from tests.fixtures.operator import OperatorFactory
+from tests.fixtures.cluster import eventually
 
-from e2e.conftest import apply_runbook, drive, steps
-from incident_demo.stack import LocalStack
+from e2e.conftest import E2E_LABEL, apply_runbooks, record_recovery, unique
+from incident_demo.incidents import Incidents
+from incident_demo.kube import Kubectl
+from incident_demo.stack import COMMANDER, NAMESPACE, ONCALL, Stack
 
 pytestmark = pytest.mark.cluster
-POLICY = {"timeScale": 60}
-ERROR_RATE = (
+ERROR_RATIO = (
     'sum(rate(http_requests_total{code=~"5.."}[1m])) / '
     "clamp_min(sum(rate(http_requests_total[1m])), 1e-9)"
 )
+P99_MS = (
+    "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket[1m])) by (le)) * 1000"
+)
 
 
-def prometheus_value(stack: LocalStack, query: str) -> float | None:
-    answer = httpx.get(
-        f"{stack.prometheus_url}/api/v1/query", params={"query": query}, timeout=5
-    ).json()
-    result = answer["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
-
-
-def alert_incident(name: str, alert: str, summary: str) -> dict[str, Any]:
+def alert(alertname: str, summary: str) -> dict[str, object]:
     return {
-        "kind": "Incident",
-        "metadata": {"name": name},
-        "spec": {
-            "service": "dashboard",
-            "summary": summary,
-            "severity": 2,
-            "acknowledgedBy": "oncall",
-            "source": {"kind": "Alertmanager", "alertName": alert},
-        },
+        "service": "dashboard",
+        "summary": summary,
+        "severity": 2,
+        "acknowledgedBy": ONCALL,
+        "roles": {"incidentCommander": COMMANDER},
+        "source": {"kind": "Alertmanager", "alertName": alertname},
     }
 
 
-def test_high_error_rate_scales_out_and_recovers(
-    stack: LocalStack,
-    objects: Objects,
-    operator: OperatorFactory,
-    namespace: str,
+@pytest.fixture
+def traffic(stack: Stack) -> Iterator[Callable[[str], None]]:
+    """Requests to the dashboard from inside its pod, so Prometheus has rates."""
+    started: list[subprocess.Popen[str]] = []
+    yield lambda path: started.append(stack.traffic(path, seconds=240))
+    for process in started:
+        process.kill()
+        process.communicate(timeout=30)
+
+
+def deployment(kube: Kubectl, path: str) -> str:
+    return kube.out("-n", NAMESPACE, "get", "deployment/dashboard", "-o", f"jsonpath={path}")
+
+
+def test_errors_after_a_release_are_rolled_back(
+    stack: Stack,
+    incidents: Incidents,
+    kube: Kubectl,
     traffic: Callable[[str], None],
+    request: pytest.FixtureRequest,
 ) -> None:
-    apply_runbook(stack, objects, "high-error-rate")
+    apply_runbooks(stack)
+    # A release goes out (a new revision), and its API starts failing.
+    release = unique("release")
+    kube.out("-n", NAMESPACE, "set", "env", "deployment/dashboard", f"RELEASE={release}")
+    stack.rollout("status", "dashboard")
+    eventually(lambda: stack.health() == 200, timeout=60, what="the release up")
     stack.inject("errors", rate=1.0)
     traffic("/api/inventory/stats")
     eventually(
-        lambda: (prometheus_value(stack, ERROR_RATE) or 0) > 0.05,
+        lambda: (stack.prometheus(ERROR_RATIO) or 0) > 0.5,
         timeout=60,
-        what="Prometheus sees the error rate",
+        what="Prometheus seeing the 5xx ratio",
     )
-    with operator(POLICY):
-        objects.create(
-            "incidents", alert_incident("errors", "HighErrorRate", "Error rate above 5%")
-        )
-        drive(objects, "errors", until="Monitoring")
-    done = steps(objects, "errors")
+    name = unique("errors")
+    incidents.open(name, alert("HighErrorRate", "Error rate above 5%"), ONCALL, E2E_LABEL)
+
+    # The commander approves what the runbook asks for (cache flush, rollback) as it comes.
+    status = incidents.wait(name, {"Monitoring", "Escalated"}, timeout=240, approver=COMMANDER)
+    assert status["phase"] == "Monitoring", incidents.explain(name)
+    assert status["runbook"] == "high-error-rate"
+    done = incidents.steps(name)
     assert done["error-rate"]["phase"] == "Failed"
     assert float(done["error-rate"]["findings"]["value"]) > 0.05
-    assert done["scale-out"]["phase"] == "Succeeded"
-    assert done["rollback"]["phase"] == "Skipped"  # one rollout only: not a bad deploy
+    assert int(done["recent-deployments"]["findings"]["rollouts"]) >= 2
+    assert done["circuit-breaker"]["phase"] == "Failed"  # the API answers 500
+    assert done["error-source"]["phase"] == "Succeeded"
+    assert int(done["error-source"]["findings"]["matches"]) > 0  # ERROR lines in the log
+    assert done["scale-out"]["phase"] == "Succeeded"  # two replicas share the host port
+    assert done["reindex"]["phase"] in ("Skipped", "Succeeded")
+    assert done["clear-cache"]["phase"] in ("Skipped", "Succeeded")
+    assert done["recheck-error-rate"]["phase"] == "Failed"  # scaling out did not help
+    assert done["rollback"]["phase"] == "Succeeded"
+    assert done["rollback"]["decidedBy"] == COMMANDER
     assert done["verify"]["phase"] == "Succeeded"
-    replicas = kubectl(
-        "get", "deployment", "dashboard", "-n", namespace, "-o", "jsonpath={.spec.replicas}"
-    ).stdout
-    assert replicas == "2"
-    assert objects.status("incidents", "errors")["runbook"] == "high-error-rate"
+    assert deployment(kube, "{.spec.replicas}") == "2"
+    assert release not in deployment(kube, "{.spec.template.spec.containers[0].env}")
+    answer = stack.http("GET", "/api/inventory/stats")
+    assert answer is not None and answer[0] == 200
+    record_recovery(request, status, name)
+    incidents.resolve(name, COMMANDER, "the release failed every inventory request")
+    kube.out("-n", NAMESPACE, "set", "env", "deployment/dashboard", "RELEASE-")
 
 
-def test_high_latency_gets_more_resources(
-    stack: LocalStack,
-    objects: Objects,
-    operator: OperatorFactory,
-    namespace: str,
+def test_slow_api_gets_more_memory(
+    stack: Stack,
+    incidents: Incidents,
+    kube: Kubectl,
     traffic: Callable[[str], None],
+    request: pytest.FixtureRequest,
 ) -> None:
-    apply_runbook(stack, objects, "high-latency")
+    apply_runbooks(stack)
     stack.inject("latency", rate=1.0, latencyMs=2500)
     traffic("/api/inventory/stats")
-    with operator(POLICY):
-        objects.create(
-            "incidents", alert_incident("slow", "HighLatency", "p99 latency above 2000ms")
-        )
-        drive(objects, "slow", until="Monitoring", timeout=180)
-    done = steps(objects, "slow")
-    assert done["endpoint-latency"]["phase"] == "Failed"
-    assert done["more-memory"]["phase"] == "Succeeded"
-    assert done["more-memory"]["decidedBy"] == "incident-commander"
-    assert done["verify"]["phase"] == "Succeeded"
-    limit = kubectl(
-        "get",
-        "deployment",
-        "dashboard",
-        "-n",
-        namespace,
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
-    ).stdout
-    assert limit == "4Gi"
+    eventually(
+        lambda: (stack.prometheus(P99_MS) or 0) > 2000,
+        timeout=90,
+        what="Prometheus seeing p99 above 2000 ms",
+    )
+    name = unique("slow")
+    incidents.open(name, alert("HighLatency", "p99 latency above 2000ms"), ONCALL, E2E_LABEL)
+
+    status = incidents.wait(name, {"AwaitingApproval", "Escalated"}, timeout=180)
+    assert status["phase"] == "AwaitingApproval", incidents.explain(name)
+    assert status["runbook"] == "high-latency"
+    assert status["currentStep"] == "more-memory"
+    found = incidents.steps(name)
+    assert found["p99-latency"]["phase"] == "Failed"
+    assert float(found["p99-latency"]["findings"]["value"]) > 2000
+    assert found["endpoint-latency"]["phase"] == "Failed"  # 2.5 s > maxLatency 2s
+
+    incidents.approve(name, "more-memory", COMMANDER)
+    status = incidents.wait(name, {"Monitoring", "Escalated"}, timeout=180)
+    assert status["phase"] == "Monitoring", incidents.explain(name)
+    done = incidents.steps(name)
+    assert done["more-memory"]["phase"] == done["verify"]["phase"] == "Succeeded"
+    assert done["index-inventory-sku"]["phase"] in ("Skipped", "Succeeded")
+    resources = "{.spec.template.spec.containers[0].resources"
+    assert deployment(kube, resources + ".limits.memory}") == "4Gi"
+    assert deployment(kube, resources + ".requests.memory}") == "1Gi"
+    record_recovery(request, status, name)
+    incidents.resolve(name, COMMANDER, "the dashboard slowed down; restarted with more memory")

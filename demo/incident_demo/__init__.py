@@ -1,11 +1,12 @@
-"""The demo data plane: the playbook's staging stack made real on a kwok cluster.
+"""The demo workloads: the playbook's staging stack on a cluster, and the scripted outage.
 
 - :mod:`.dashboard`: the "dashboard" service (aiohttp) with /health, /metrics, the inventory
-  API backed by PostgreSQL and Redis, a circuit breaker and fault injection.
-- :mod:`.dataplane`: the bridge that watches the pods of a namespace and keeps one real local
-  process per app in step with the newest Running pod (kwok pods run no containers).
-- :mod:`.prometheus`: renders a scrape config and runs a real Prometheus server.
-- :mod:`.stack` and :mod:`.story`: the whole stack for the e2e tests and ``hack/demo.sh``.
+  API backed by PostgreSQL and Redis, a circuit breaker and fault injection. Its image is
+  built from this one module (manifests/images/dashboard).
+- :mod:`.stack`: the stack of ``manifests/demo`` (dashboard, PostgreSQL, Redis, Prometheus as
+  real pods), installed, inspected and broken through kubectl (:mod:`.kube`).
+- :mod:`.incidents`: people opening, approving and resolving Incidents (``kubectl --as``).
+- :mod:`.story`: ``hack/demo.sh``'s scripted outage. The e2e tests use the same modules.
 
 A package of its own beside the operator (``demo/pyproject.toml``), installed only into the
 development venv (``hack/bootstrap.sh``): the operator's wheel and image carry none of it, and

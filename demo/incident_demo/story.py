@@ -1,252 +1,177 @@
-"""The demo: a bad deploy takes the dashboard down and the operator runs the playbook.
+"""The demo: a bad deploy takes the dashboard down and the operator, running in the cluster,
+works the playbook's runbook with the people on call.
 
     python -m incident_demo.story --kubeconfig PATH   (hack/demo.sh does the set-up)
 
-It installs the CRDs and the shipped runbooks, brings up the demo workloads, starts the
-operator, rolls out a broken dashboard build, opens an Incident, approves the rollback as
-the incident commander would, resolves the incident and prints its timeline and report.
+It installs the operator (``kubectl apply -k manifests/overlays/local``), the staging stack
+(``manifests/demo``) and the shipped runbooks (``manifests/demo/runbooks``); rolls out a broken
+dashboard build; alice, on call, opens an Incident; the runbook restarts the dashboard, which
+does not help, and asks for a rollback; bob, the incident commander, approves it; the rollback
+brings v1 back; bob resolves the Incident. Then ``kubectl get inc``, ``kubectl describe inc``
+and ``incident-operator report``. The cluster and the stack keep running.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .stack import ROOT_ENV, LocalStack
+from .incidents import Incidents
+from .kube import Kubectl, wait_until
+from .stack import COMMANDER, NAMESPACE, ONCALL, PORTS, ROOT_ENV, Stack
 
-NAMESPACE = "demo"
+BROKEN = "localhost/incident-demo-dashboard:v2-broken"
 
 
 def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def start_receiver() -> tuple[ThreadingHTTPServer, str]:
-    """A local webhook that prints each notification: the playbook's message templates."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            print("\n    ┌─ notification (" + body["kind"] + ") " + "─" * 40)
-            for line in body["text"].splitlines():
-                print("    │ " + line)
-            print("    └" + "─" * 56, flush=True)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/notify"
+def show(text: str, indent: str = "    ") -> None:
+    for line in text.rstrip().splitlines():
+        print(indent + line)
+    sys.stdout.flush()
 
 
 class Story:
-    def __init__(self, kubeconfig: str, kubectl: str, root: Path | None = None) -> None:
-        self.stack = LocalStack(kubeconfig, NAMESPACE, kubectl=kubectl, settle="3s", root=root)
-        self.kubeconfig = kubeconfig
-        self.incident = f"dashboard-outage-{time.strftime('%H%M%S')}"
-
-    def k(self, *args: str, stdin: str | None = None) -> str:
-        return self.stack.kubectl_run(*args, stdin=stdin)
-
-    def status(self) -> dict[str, Any]:
-        body = json.loads(self.k("get", "inc", self.incident, "-n", NAMESPACE, "-o", "json"))
-        result: dict[str, Any] = body.get("status") or {}
-        return result
-
-    def wait_phase(self, phases: set[str], timeout: float = 180) -> dict[str, Any]:
-        deadline, seen = time.monotonic() + timeout, ""
-        while time.monotonic() < deadline:
-            status = self.status()
-            phase = status.get("phase") or "(not triaged yet)"
-            row = f"{phase} {status.get('currentStep') or ''}".strip()
-            if row != seen:
-                print(f"    phase: {row}", flush=True)
-                seen = row
-            if status.get("phase") in phases:
-                return status
-            time.sleep(0.5)
-        raise TimeoutError(f"incident did not reach {phases} within {timeout:g}s")
+    def __init__(self, kubectl: Kubectl, root: Path | None = None) -> None:
+        self.k = kubectl
+        self.stack = Stack(kubectl, root)
+        self.incidents = Incidents(kubectl, NAMESPACE)
+        self.name = f"dashboard-down-{time.strftime('%H%M%S')}"
+        self.printed = 0
 
     def run(self) -> None:
-        say("Installing the CRDs (generated from the pydantic models)")
-        print(self.k("apply", "--server-side", "-f", str(self.stack.root / "crds")).rstrip())
-        self.k("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
-        self.k(
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-            ),
-        )
-        say("Starting the demo workloads: dashboard, postgres, redis, prometheus")
-        self.stack.start()
-        print(f"    dashboard {self.stack.dashboard_url}  prometheus {self.stack.prometheus_url}")
-        say("Applying the playbook's runbooks (manifests/runbooks, targets pointed at loopback)")
-        self.k("apply", "-f", "-", stdin=yaml.safe_dump_all(self.stack.runbooks()))
-        print(self.k("get", "rb", "-n", NAMESPACE).rstrip())
-        receiver, url = start_receiver()
-        self.k(
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "demo-webhooks", "namespace": NAMESPACE},
-                    "stringData": {"url": url},
-                }
-            ),
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = Path(tmp) / "policy.yaml"
-            # One real minute is one playbook hour here, so updates show up during the demo.
-            policy.write_text(
-                yaml.safe_dump(
-                    {
-                        "timeScale": 60,
-                        "channels": [
-                            {
-                                "name": "console",
-                                "kind": "webhook",
-                                "urlSecretRef": {"name": "demo-webhooks", "key": "url"},
-                            }
-                        ],
-                    }
-                )
-            )
-            operator = self.start_operator(policy, Path(tmp) / "operator.log")
-            try:
-                self.respond()
-            finally:
-                operator.terminate()
-                operator.wait(timeout=30)
-                self.stack.stop()
-                receiver.shutdown()
-
-    def start_operator(self, policy: Path, log: Path) -> subprocess.Popen[bytes]:
-        say("Starting the operator (logs in a temporary file)")
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "INCIDENT_OPERATOR_NAMESPACE": NAMESPACE,
-            "INCIDENT_OPERATOR_POLICY": str(policy),
-            "INCIDENT_OPERATOR_TICK_SECONDS": "1",
-        }
-        return subprocess.Popen(
-            [sys.executable, "-m", "incident_operator", "run", "--standalone", "-n", NAMESPACE],
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
+        started = time.monotonic()
+        with self.stack.exclusive():
+            self.install()
+            self.break_and_respond()
+            self.review()
+        say(f"Done in {time.monotonic() - started:.0f} s. The cluster and the stack keep running.")
+        show(
+            f"dashboard http://127.0.0.1:{PORTS['dashboard']}/health, Prometheus "
+            f"http://127.0.0.1:{PORTS['prometheus']}\n"
+            f"kubectl --kubeconfig {self.k.kubeconfig} -n {NAMESPACE} get inc,pods\n"
+            "Stop everything with: hack/cluster-down.sh"
         )
 
-    def respond(self) -> None:
-        say("Provoking the failure: rolling out the broken build v2-broken")
-        self.k(
-            "set",
-            "image",
-            "deployment/dashboard",
-            "dashboard=incident-operator/dashboard:v2-broken",
-            "-n",
-            NAMESPACE,
-        )
-        deadline = time.monotonic() + 60
-        while self.stack.dashboard_health() != 500 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        print(f"    GET /health -> {self.stack.dashboard_health()}")
-        manifest = {
-            "apiVersion": "incidents.dev/v1alpha1",
-            "kind": "Incident",
-            "metadata": {"name": self.incident, "namespace": NAMESPACE},
-            "spec": {
-                "service": "dashboard",
-                "summary": "/health returning 5xx errors",
-                "impact": {"nonCoreFunctionalityDown": True},
-                "acknowledgedBy": "oncall-alice",
-                "roles": {"incidentCommander": "vp-eng-bob", "technicalLead": "tl-carol"},
-            },
-        }
-        say("Opening the incident: kubectl apply -f incident.yaml")
-        print(yaml.safe_dump(manifest, sort_keys=False).rstrip())
-        self.k("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
-        status = self.wait_phase({"AwaitingApproval", "Monitoring", "Escalated"})
-        if status.get("phase") == "AwaitingApproval":
-            step = status.get("currentStep")
-            say(f"The runbook asks the incident commander to approve '{step}'")
-            patch = json.dumps(
-                {
-                    "spec": {
-                        "approvals": [{"step": step, "decision": "Approved", "by": "vp-eng-bob"}]
-                    }
-                }
+    # --- set-up ----------------------------------------------------------------------------
+    def install(self) -> None:
+        say("The operator, as users install it: kubectl apply -k manifests/overlays/local")
+        applied = self.stack.install_operator(restart=True)
+        changed = [line for line in applied.splitlines() if not line.endswith(" unchanged")]
+        show("\n".join(changed) or "(everything unchanged)")
+        show(self.k.out("-n", "incident-operator", "get", "pods"))
+        forgotten = self.stack.forget_remediations()
+        if forgotten:
+            show(
+                f"(a fresh start: deleted the safety gate's history of earlier runs, "
+                f"{len(forgotten)} Leases in incident-operator, so the attempt limits count "
+                "this incident only)"
             )
-            print(f"    kubectl -n {NAMESPACE} patch inc {self.incident} --type merge -p '{patch}'")
-            self.k("patch", "inc", self.incident, "-n", NAMESPACE, "--type", "merge", "-p", patch)
-            status = self.wait_phase({"Monitoring", "Escalated"})
-        print(f"    GET /health -> {self.stack.dashboard_health()}")
-        say("Resolving: kubectl patch inc ... spec.resolution")
-        self.k(
-            "patch",
-            "inc",
-            self.incident,
-            "-n",
-            NAMESPACE,
-            "--type",
-            "merge",
-            "-p",
-            json.dumps(
-                {
-                    "spec": {
-                        "resolution": {
-                            "resolvedBy": "vp-eng-bob",
-                            "rootCause": "Build v2 shipped a broken "
-                            "health check; rolled back to v1",
-                            "impact": "Dashboard unavailable",
-                        }
-                    }
-                }
-            ),
+
+        say("The staging stack: dashboard, PostgreSQL, Redis, Prometheus (manifests/demo)")
+        for secret in self.stack.ensure_secrets():
+            show(f"created Secret {secret} with random values (kubectl create secret generic)")
+        show("kubectl apply -k manifests/demo")
+        restarted = self.stack.heal()
+        if restarted:
+            show(f"(restarted {', '.join(restarted)}: a server was down)")
+        show(self.k.out("-n", NAMESPACE, "get", "pods,pvc"))
+        self.health()
+
+        say("The playbook's runbooks: kubectl apply -k manifests/demo/runbooks")
+        docs = self.stack.runbooks()
+        self.stack.apply_docs(docs)
+        self.stack.wait_runbooks_checked([doc["metadata"]["name"] for doc in docs])
+        show(self.k.out("-n", NAMESPACE, "get", "runbooks"))
+
+    def health(self) -> int | None:
+        answer = self.stack.http("GET", "/health")
+        code, body = answer if answer else (None, "no container to ask")
+        show(f"GET 127.0.0.1:{PORTS['dashboard']}/health -> {code or 'no answer'} {body[:110]}")
+        return code
+
+    # --- the incident ----------------------------------------------------------------------
+    def break_and_respond(self) -> None:
+        say(f"A bad deploy: kubectl set image deployment/dashboard dashboard={BROKEN}")
+        self.k.out("-n", NAMESPACE, "set", "image", "deployment/dashboard", f"dashboard={BROKEN}")
+        wait_until(lambda: self.stack.health() == 500, 180, "the broken build serving")
+        self.health()
+
+        spec = {
+            "service": "dashboard",
+            "summary": "/health returning 5xx errors",
+            "impact": {"nonCoreFunctionalityDown": True},
+            "acknowledgedBy": ONCALL,
+            "roles": {"incidentCommander": COMMANDER, "technicalLead": ONCALL},
+        }
+        say(f"{ONCALL}, on call, opens an Incident: kubectl --as={ONCALL} create -f incident.yaml")
+        show(yaml.safe_dump(self.incidents.manifest(self.name, spec), sort_keys=False))
+        self.incidents.open(self.name, spec, ONCALL)
+
+        say("The operator works the runbook (the Incident's timeline as it grows)")
+        status = self.incidents.wait(
+            self.name, {"AwaitingApproval", "Monitoring", "Escalated"}, on_status=self.follow
         )
-        self.wait_phase({"Resolved"})
-        time.sleep(1)  # let the resolution notification print before the summary
-        say(f"kubectl get inc -n {NAMESPACE} -o wide")
-        print(self.k("get", "inc", self.incident, "-n", NAMESPACE, "-o", "wide").rstrip())
-        say(f"kubectl describe inc {self.incident} -n {NAMESPACE}")
-        print(self.k("describe", "inc", self.incident, "-n", NAMESPACE).rstrip())
-        say(f"incident-operator report {self.incident} -n {NAMESPACE}")
+        while status.get("phase") == "AwaitingApproval":
+            step = str(status.get("currentStep"))
+            say(f"The runbook asks for approval of '{step}': {COMMANDER}, the commander, approves")
+            show(
+                f"kubectl --as={COMMANDER} -n {NAMESPACE} patch inc {self.name} --type merge -p "
+                f'\'{{"spec":{{"approvals":[{{"step":"{step}","decision":"Approved",'
+                f'"by":"{COMMANDER}"}}]}}}}\''
+            )
+            self.incidents.approve(self.name, step, COMMANDER)
+            status = self.incidents.wait(
+                self.name, {"Monitoring", "Escalated"}, on_status=self.follow
+            )
+        if status.get("phase") != "Monitoring":
+            show(self.incidents.explain(self.name))
+            raise SystemExit(f"the runbook did not mitigate the outage: {status.get('phase')}")
+        self.health()
+
+        say(f"{COMMANDER} resolves it: kubectl --as={COMMANDER} patch inc ... spec.resolution")
+        self.incidents.resolve(
+            self.name,
+            COMMANDER,
+            "Build v2 shipped a broken health check; rolled back to v1",
+            "Dashboard unavailable until the rollback",
+        )
+        self.incidents.wait(self.name, {"Resolved"}, timeout=60, on_status=self.follow)
+
+    def follow(self, status: dict[str, Any]) -> None:
+        """Print the timeline entries not printed yet."""
+        timeline = status.get("timeline") or []
+        for entry in timeline[self.printed :]:
+            print(f"    {entry['time'][11:19]}  {entry['reason']:<22} {entry['message']}"[:160])
+        self.printed = max(self.printed, len(timeline))
+        sys.stdout.flush()
+
+    # --- after -----------------------------------------------------------------------------
+    def review(self) -> None:
+        say(f"kubectl -n {NAMESPACE} get inc -o wide")
+        show(self.k.out("-n", NAMESPACE, "get", "inc", self.name, "-o", "wide"))
+        say(f"kubectl -n {NAMESPACE} describe inc {self.name}")
+        show(self.k.out("-n", NAMESPACE, "describe", "inc", self.name))
+        say(f"incident-operator report {self.name} -n {NAMESPACE}")
         report = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "incident_operator",
-                "report",
-                self.incident,
-                "-n",
-                NAMESPACE,
-                "--kubeconfig",
-                self.kubeconfig,
+                sys.executable, "-m", "incident_operator", "report", self.name,
+                "-n", NAMESPACE, "--kubeconfig", self.k.kubeconfig,
             ],
             capture_output=True,
             text=True,
             check=True,
-        )
-        print(report.stdout.rstrip())
-        say("Done. The cluster keeps running; stop it with: make cluster-down services-down")
+        )  # fmt: skip
+        show(report.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "this package)",
     )
     args = parser.parse_args(argv)
-    Story(args.kubeconfig, args.kubectl, args.root).run()
+    Story(Kubectl(args.kubeconfig, args.kubectl), args.root).run()
     return 0
 
 
