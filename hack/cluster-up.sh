@@ -6,8 +6,7 @@
 # - one REAL node, "localhost" (label type=real): kubelet + containerd v2 + runc
 #   (hack/node.sh), running images built here without a registry (hack/build-images.sh);
 # - fake kwok nodes (label type=kwok, taint kwok.x-k8s.io/node=fake:NoSchedule) for scale
-#   tests: only pods that tolerate the taint land there, and kwok's exec and logs simulation
-#   serves those pods only.
+#   tests: only pods that tolerate the taint land there; they run nothing (no exec, no logs).
 # Nothing is downloaded at run time (Go modules, Debian packages and PyPI only while building).
 # Everything listens on 127.0.0.1. After a kill of any of its processes it recovers (see
 # hack/README.md). It ends by proving that a new hostNetwork pod of an image built here gets
@@ -34,9 +33,7 @@ node_count="${KWOK_NODE_COUNT:-2}"
 ready_timeout="${CLUSTER_READY_TIMEOUT:-180}"
 apiserver_port="${KUBE_APISERVER_PORT:-6443}"
 kubeconfig="$STATE_DIR/kubeconfig"
-logs_dir="$STATE_DIR/logs"
-exec_dir="$STATE_DIR/exec"
-mkdir -p "$STATE_DIR" "$logs_dir" "$exec_dir"
+mkdir -p "$STATE_DIR"
 
 [[ -x "$K8S_BIN/kwokctl" && -x "$K8S_BIN/kube-apiserver" && -x "$K8S_BIN/kubelet" ]] ||
   note "building Kubernetes binaries first (hack/build-k8s.sh, ~15 min on 2 cores)"
@@ -62,8 +59,7 @@ done
 build build-runtime.sh >/dev/null
 
 # kwokctl reads KWOK_* variables; pointing every binary at our own build keeps it from
-# downloading anything. The kwok controller inherits this environment, and so do the commands
-# that `kubectl exec` runs on fake nodes.
+# downloading anything. The kwok controller inherits this environment.
 export PATH="$bin_dir:$PATH"
 export KWOK_WORKDIR="$STATE_DIR/kwok"
 export KWOK_RUNTIME=binary
@@ -86,8 +82,6 @@ cluster_known() { kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
 # - every component listens on 127.0.0.1 only (kwok's default is 0.0.0.0);
 # - the API server has a fixed port: in-cluster clients in hostNetwork pods use
 #   KUBERNETES_SERVICE_HOST=127.0.0.1 and KUBERNETES_SERVICE_PORT=$apiserver_port;
-# - kwok's Exec/ClusterExec/Logs/ClusterLogs CRDs are installed and watched by the kwok
-#   controller, so their objects can be changed with kubectl at run time;
 # - for the real node (componentsPatches): kube-apiserver reaches kubelets by their Hostname
 #   address ("localhost": the real node's --hostname-override, and the kwok controller's server
 #   for fake nodes), never by the InternalIP the kubelet reports (the VM's eth0). It presents
@@ -112,7 +106,6 @@ options:
   runtime: binary
   bindAddress: 127.0.0.1
   kubeApiserverPort: $apiserver_port
-  enableCRDs: [Exec, ClusterExec, Logs, ClusterLogs]
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
@@ -203,9 +196,8 @@ build build-images.sh ${CLUSTER_IMAGES:-} >/dev/null
 # Fake nodes. kwok manages Nodes annotated kwok.x-k8s.io/node=fake and runs every pod bound to
 # them (Running + Ready right away, nothing executed). Their taint
 # kwok.x-k8s.io/node=fake:NoSchedule keeps ordinary pods on the real node; a pod meant for
-# them tolerates the taint and selects nodeSelector {type: kwok}. The kwok node stage adds the
-# Hostname address "localhost" and the kubelet port (= the kwok controller's server), which is
-# how the apiserver reaches exec and logs.
+# them tolerates the taint and selects nodeSelector {type: kwok}. Fake pods run nothing, so
+# they have no exec and no logs; pods that need them run on the real node.
 nodes_yaml=""
 for ((i = 0; i < node_count; i++)); do
   nodes_yaml+="---
@@ -237,47 +229,11 @@ status:
 "
 done
 
-# Exec and logs simulation for pods on the FAKE nodes (kwok CRDs, enabled in $kwok_config, so
-# they can be changed at run time with kubectl); pods on the real node have real exec and
-# logs. Both cluster-wide defaults below have no selector, i.e. they apply to every kwok pod:
-# - ClusterExec "incident-operator-local": `kubectl exec POD -- CMD...` runs CMD as a local
-#   process of the kwok controller (this machine, same user, same PATH, cwd $STATE_DIR/exec,
-#   extra env INCIDENT_OPERATOR_STATE).
-# - ClusterLogs "incident-operator-local": `kubectl logs POD` reads $STATE_DIR/logs/default.log,
-#   a file in CRI log format ("<RFC3339Nano time> stdout|stderr F <line>").
-# A namespaced kwok.x-k8s.io/v1alpha1 `Logs` (or `Exec`) object with the SAME name and
-# namespace as a pod overrides them for that pod. Do not add further ClusterLogs/ClusterExec
-# that overlap these defaults: kwok picks among overlapping cluster-wide rules in no fixed order.
-default_log="$logs_dir/default.log"
-[[ -e "$default_log" ]] ||
-  printf '%s stdout F incident-operator: no log file mapped for this pod (see hack/README.md)\n' \
-    "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" >"$default_log"
-sim_yaml="---
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterExec
-metadata:
-  name: incident-operator-local
-spec:
-  execs:
-  - local:
-      workDir: $exec_dir
-      envs:
-      - {name: INCIDENT_OPERATOR_STATE, value: $STATE_DIR}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterLogs
-metadata:
-  name: incident-operator-local
-spec:
-  logs:
-  - logsFile: $default_log
-"
-
-crds_established() {
-  kc wait --for=condition=Established --timeout=5s \
-    crd/clusterexecs.kwok.x-k8s.io crd/clusterlogs.kwok.x-k8s.io crd/execs.kwok.x-k8s.io crd/logs.kwok.x-k8s.io
-}
-wait_for "kwok CRDs" crds_established
+# kwok's exec and logs simulation of earlier versions ran `kubectl exec` on fake pods as
+# processes of this machine: gone with the real node. A cluster created before keeps its
+# objects until recreated; delete them (the CRDs may be missing: nothing to do then).
+kc delete clusterexecs.kwok.x-k8s.io,clusterlogs.kwok.x-k8s.io incident-operator-local \
+  --ignore-not-found >/dev/null 2>&1 || true
 storage_yaml="---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -288,8 +244,8 @@ provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 "
-apply_all() { printf '%s' "$nodes_yaml$sim_yaml$storage_yaml" | kc apply -f -; }
-wait_for "Nodes, ClusterExec, ClusterLogs and the StorageClass to apply" apply_all
+apply_all() { printf '%s' "$nodes_yaml$storage_yaml" | kc apply -f -; }
+wait_for "Nodes and the StorageClass to apply" apply_all
 
 nodes_ready() {
   local n
