@@ -23,6 +23,7 @@ from .adapters import metrics
 from .adapters.kube import KubeClient, load_api_client
 from .adapters.leader import LeaderElector
 from .context import Settings
+from .domain.policy import PolicyError, load_policy
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ async def run(options: Options) -> int:
     from . import handlers  # noqa: F401  (registers the handlers)
 
     settings = Settings.from_env()
+    try:
+        load_policy(settings.policy_file)  # a bad policy stops every replica, leader or not
+    except PolicyError as exc:
+        log.error("%s", exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
