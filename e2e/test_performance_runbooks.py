@@ -37,12 +37,22 @@ def alert(alertname: str, summary: str) -> dict[str, object]:
 
 @pytest.fixture
 def traffic(stack: Stack) -> Iterator[Callable[[str], None]]:
-    """Requests to the dashboard from inside its pod, so Prometheus has rates."""
-    started: list[subprocess.Popen[str]] = []
-    yield lambda path: started.append(stack.traffic(path, seconds=240))
-    for process in started:
+    """Requests to the dashboard from inside its pod, so Prometheus has rates. They end with
+    the pod; one the test left running is restarted, so no traffic outlives the test."""
+    started: list[tuple[str, subprocess.Popen[str]]] = []
+
+    def start(path: str) -> None:
+        pod = (stack.pod("dashboard") or {}).get("metadata", {}).get("name", "")
+        started.append((pod, stack.traffic(path, seconds=240)))
+
+    yield start
+    for pod, process in started:
         process.kill()
         process.communicate(timeout=30)
+        current = stack.pod("dashboard")
+        if current is not None and current["metadata"]["name"] == pod:
+            stack.rollout("restart", "dashboard")
+            stack.rollout("status", "dashboard")
 
 
 def deployment(kube: Kubectl, path: str) -> str:

@@ -4,6 +4,8 @@ and integrity Jobs run on the backup volume, the writers back."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from tests.fixtures.cluster import eventually
 
@@ -73,8 +75,12 @@ def test_database_restore_from_backup(
     )
     rows = int(stack.psql("SELECT count(*) FROM inventory"))
     # A backup, as the CronJob takes every 15 minutes.
-    log = stack.backup(unique("e2e-backup"))
-    assert "1 tables" in log or "tables" in log, log
+    backup = unique("e2e-backup")
+    log = stack.backup(backup)
+    assert log.startswith("backup ") and " tables" in log, log
+    request.addfinalizer(
+        lambda: kube.out("-n", NAMESPACE, "delete", "job", backup, "--ignore-not-found")
+    )
     # Then the data is damaged: a third of the rows gone, others overwritten.
     stack.psql("DELETE FROM inventory WHERE sku LIKE 'E2E-%' AND id % 3 = 0")
     stack.psql("UPDATE inventory SET quantity = -1 WHERE sku LIKE 'E2E-%'")
@@ -130,3 +136,90 @@ def test_database_restore_from_backup(
     ttr = record_recovery(request, status, name)
     print(f"database-restore: time to recover {ttr:.0f} s against the playbook's RTO of 10-20 min")
     incidents.resolve(name, DBA, "inventory rows lost; restored the last backup")
+
+
+def overwrite_latest_backup(kube: Kubectl, name: str, text: str) -> None:
+    """A Job that writes ``text`` over postgresql/latest.sql on the backup claim."""
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "write",
+                            "image": "localhost/incident-demo-postgres:dev",
+                            "imagePullPolicy": "Never",
+                            "command": [
+                                "sh",
+                                "-c",
+                                'printf "%s\\n" "$TEXT" >/backups/postgresql/latest.sql',
+                            ],
+                            "env": [{"name": "TEXT", "value": text}],
+                            "volumeMounts": [{"name": "backups", "mountPath": "/backups"}],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "backups",
+                            "persistentVolumeClaim": {"claimName": "postgres-backups"},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    kube.out("apply", "-f", "-", stdin=json.dumps(job))
+    kube.out("-n", NAMESPACE, "wait", "--for=condition=complete", f"job/{name}", "--timeout=120s")
+    kube.out("-n", NAMESPACE, "delete", "job", name)
+
+
+def test_failed_restore_escalates_and_keeps_the_writers_stopped(
+    stack: Stack, incidents: Incidents, kube: Kubectl, request: pytest.FixtureRequest
+) -> None:
+    """The restore Job's command fails (a damaged backup file): its exit code is read, the
+    Incident escalates, and the writers stay stopped on a database nobody has checked."""
+    apply_runbooks(stack)
+    backup = unique("e2e-backup")
+    stack.backup(backup)
+    overwrite_latest_backup(kube, unique("e2e-damage"), "SELEKT 'not a dump';")
+
+    def good_backup_again() -> None:
+        kube.out("-n", NAMESPACE, "delete", "job", backup, "--ignore-not-found")
+        again = unique("e2e-backup")
+        stack.backup(again)
+        kube.out("-n", NAMESPACE, "delete", "job", again)
+
+    request.addfinalizer(good_backup_again)
+    rows = stack.psql("SELECT count(*) FROM inventory")
+    name = unique("restore-fails")
+    spec = {
+        "service": "postgres",
+        "summary": "Data corruption detected in inventory: restore from backup",
+        "severity": 1,
+        "acknowledgedBy": ONCALL,
+        "roles": {"incidentCommander": COMMANDER, "databaseAdministrator": DBA},
+        "source": {"kind": "Alertmanager", "alertName": "DatabaseCorruption"},
+    }
+    incidents.open(name, spec, ONCALL, E2E_LABEL)
+    status = incidents.wait(name, {"Escalated", "Monitoring"}, timeout=300, approver=DBA)
+    assert status["phase"] == "Escalated", incidents.explain(name)
+    done = incidents.steps(name)
+    restore = done["restore"]
+    assert restore["phase"] == "Failed"
+    assert restore["findings"]["exitCode"] in (3, "3")  # psql -v ON_ERROR_STOP=1: script error
+    assert "SELEKT" in restore.get("output", "")
+    assert "integrity-check" not in done or done["integrity-check"]["phase"] == "Pending"
+    assert "start-writers" not in done or done["start-writers"]["phase"] == "Pending"
+    replicas = kube.out(
+        "-n", NAMESPACE, "get", "deployment/dashboard", "-o", "jsonpath={.spec.replicas}"
+    )
+    assert replicas == "0"
+    assert stack.psql("SELECT count(*) FROM inventory") == rows  # one transaction: untouched
+    escalated = next(c for c in status["conditions"] if c["type"] == "Escalated")
+    assert escalated["reason"] == "RecoveryFailed"
+    assert "exit code 3" in status["escalation"]["reason"]

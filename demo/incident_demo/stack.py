@@ -268,14 +268,18 @@ class Stack:
 
     def server_identity(self, app: str) -> str:
         """What changes only when the server itself restarts: PostgreSQL's postmaster start
-        time, Redis's run_id, the dashboard's process start time, Prometheus's start time."""
+        time, Redis's run_id, the dashboard's process start time; for Prometheus (PID 1 of its
+        container) its container."""
         if app == "postgres":
             return self.psql("SELECT pg_postmaster_start_time()")
         if app == "redis":
             info = self.redis("INFO", "server")
             return next(line for line in info.splitlines() if line.startswith("run_id:"))
         if app == "prometheus":
-            return str(self.prometheus("process_start_time_seconds"))
+            container = self.container(app)
+            if container is None:
+                raise KubectlError(("get", "pod"), 1, "prometheus is not running")
+            return " ".join(container)
         answer = self.http("GET", "/metrics")
         if not answer or answer[0] != 200:
             raise KubectlError(("exec", "dashboard /metrics"), 1, str(answer))
