@@ -14,10 +14,15 @@ def _row(*cells: str) -> str:
 
 
 def render_report(body: Mapping[str, Any]) -> str:
+    """The playbook's review agenda: timeline, root cause, impact, remediation and items."""
     incident = IncidentObject.parse(body)
+    sections = (_header, _timeline, _root_cause, _impact, _action_items)
+    return "\n".join(line for section in sections for line in section(incident)) + "\n"
+
+
+def _header(incident: IncidentObject) -> list[str]:
     spec, status = incident.spec, incident.status
-    resolution = spec.resolution
-    lines = [
+    return [
         f"# Post-incident review: {incident.metadata.name}",
         "",
         f"**Service:** {spec.service}  ",
@@ -28,6 +33,12 @@ def render_report(body: Mapping[str, Any]) -> str:
         f"**Incident commander:** {status.commander or 'unassigned'}  ",
         f"**Phase:** {status.phase.value if status.phase else 'unknown'}",
         "",
+    ]
+
+
+def _timeline(incident: IncidentObject) -> list[str]:
+    status = incident.status
+    lines = [
         "## 1. Timeline review",
         "",
         _row("When", "What"),
@@ -45,11 +56,15 @@ def render_report(body: Mapping[str, Any]) -> str:
         lines.append(_row("Time to recover", human_duration(status.time_to_recover_seconds)))
     lines += ["", "### Full timeline", ""]
     if status.timeline_folded:
-        lines.append(f"_{status.timeline_folded} earlier entries folded._")
-        lines.append("")
+        lines += [f"_{status.timeline_folded} earlier entries folded._", ""]
     lines += [_row("Time", "Type", "Reason", "Message"), _row("---", "---", "---", "---")]
     lines += [_row(iso(e.time), e.type.value, e.reason, e.message) for e in status.timeline]
-    lines += [
+    return lines
+
+
+def _root_cause(incident: IncidentObject) -> list[str]:
+    status, resolution = incident.status, incident.spec.resolution
+    lines = [
         "",
         "## 2. Root cause analysis",
         "",
@@ -70,46 +85,46 @@ def render_report(body: Mapping[str, Any]) -> str:
     for step in status.steps:
         duration = human_duration(step.duration_seconds) if step.duration_seconds else "-"
         lines.append(_row(step.name, step.stage, step.phase.value, duration, step.message))
-    lines += [
-        "",
-        "## 3. Impact assessment",
-        "",
-        f"**Impact:** {(resolution.impact if resolution else None) or spec.summary}",
-        "",
-    ]
+    return lines
+
+
+def _impact(incident: IncidentObject) -> list[str]:
+    spec, status = incident.spec, incident.status
+    impact = (spec.resolution.impact if spec.resolution else None) or spec.summary
     breaches = [
         c
         for c in status.conditions
         if c.type in ("ResponseSLABreached", "RecoveryTimeObjectiveBreached")
         and c.status.value == "True"
     ]
-    lines.append(
+    lines = [
+        "",
+        "## 3. Impact assessment",
+        "",
+        f"**Impact:** {impact}",
+        "",
         "**SLA breaches:** "
-        + ("; ".join(f"{c.type} ({c.reason}): {c.message}" for c in breaches) or "none")
-    )
+        + ("; ".join(f"{c.type} ({c.reason}): {c.message}" for c in breaches) or "none"),
+    ]
     escalation = status.escalation
     if escalation and escalation.level:
         lines.append(f"**Escalated to:** {', '.join(escalation.contacts)}")
-    lines += ["", "## 4-5. Remediation and action items", ""]
-    review = status.review
+    return lines
+
+
+def _action_items(incident: IncidentObject) -> list[str]:
+    review = incident.status.review
+    lines = ["", "## 4-5. Remediation and action items", ""]
     if review is None:
-        lines.append("_The incident is not resolved yet._")
-    else:
-        due = iso(review.due_at) if review.due_at else "optional for this level"
-        lines += [
-            f"**Review due:** {due}",
-            "",
-            _row("Action item", "Owner", "Target date", "Priority", "Status"),
-            _row("---", "---", "---", "---", "---"),
-        ]
-        for item in review.action_items:
-            lines.append(
-                _row(
-                    item.description,
-                    item.owner or "-",
-                    str(item.target_date or "-"),
-                    item.priority.value,
-                    item.status.value,
-                )
-            )
-    return "\n".join(lines) + "\n"
+        return [*lines, "_The incident is not resolved yet._"]
+    due = iso(review.due_at) if review.due_at else "optional for this level"
+    lines += [
+        f"**Review due:** {due}",
+        "",
+        _row("Action item", "Owner", "Target date", "Priority", "Status"),
+        _row("---", "---", "---", "---", "---"),
+    ]
+    for item in review.action_items:
+        owner, date = item.owner or "-", str(item.target_date or "-")
+        lines.append(_row(item.description, owner, date, item.priority.value, item.status.value))
+    return lines

@@ -271,44 +271,8 @@ def next_step(
             if record is not None and record.phase == StepPhase.RUNNING:
                 if step.name == in_flight:
                     return None
-                if step.action.idempotent:
-                    story.log(
-                        "StepResumed",
-                        f"{step.name} was interrupted by an operator "
-                        "restart; it is idempotent and runs again",
-                    )
-                    return StepToRun(step, stage, resumed=True)
-                record.phase, record.finished_at = StepPhase.INTERRUPTED, story.now
-                record.message = "Interrupted by an operator restart; not safe to repeat"
-                upsert(story, record)
-                story.log(
-                    "StepInterrupted",
-                    f"{step.name} ({step.action.type}) was interrupted "
-                    "and is not idempotent; check it by hand",
-                    warning=True,
-                )
-                escalate(
-                    story,
-                    policy,
-                    level,
-                    "StepInterrupted",
-                    f"{step.name} was interrupted mid-action",
-                )
-                return None
-            holds, why = when_holds(story, step.when)
-            if not holds:
-                upsert(
-                    story,
-                    StepStatus(
-                        name=step.name,
-                        stage=stage,
-                        action=step.action.type,
-                        phase=StepPhase.SKIPPED,
-                        finished_at=story.now,
-                        message=f"Skipped: {why}",
-                    ),
-                )
-                story.log("StepSkipped", f"{step.name} skipped: {why}")
+                return _resume(story, step, stage, record, policy, level)
+            if not _applies(story, step, stage):
                 continue
             approval = approvals.get(step.name)
             refusal = (refusals or {}).get(approval_key(approval)) if approval else None
@@ -319,6 +283,46 @@ def next_step(
             return StepToRun(step, stage)
     _finish(story, runbook)
     return None
+
+
+def _resume(
+    story: Story, step: Step, stage: str, record: StepStatus, policy: Policy, level: LevelPolicy
+) -> StepToRun | None:
+    """A Running step no operator runs (one stopped mid-step): an idempotent one runs again,
+    any other is marked Interrupted and the Incident escalates; it is never repeated."""
+    if step.action.idempotent:
+        story.log(
+            "StepResumed",
+            f"{step.name} was interrupted by an operator restart; it is idempotent and runs again",
+        )
+        return StepToRun(step, stage, resumed=True)
+    record.phase, record.finished_at = StepPhase.INTERRUPTED, story.now
+    record.message = "Interrupted by an operator restart; not safe to repeat"
+    upsert(story, record)
+    story.log(
+        "StepInterrupted",
+        f"{step.name} ({step.action.type}) was interrupted and is not idempotent; check it by hand",
+        warning=True,
+    )
+    escalate(story, policy, level, "StepInterrupted", f"{step.name} was interrupted mid-action")
+    return None
+
+
+def _applies(story: Story, step: Step, stage: str) -> bool:
+    """Whether the step's when-conditions hold; if not, it is recorded as Skipped."""
+    holds, why = when_holds(story, step.when)
+    if not holds:
+        skipped = StepStatus(
+            name=step.name,
+            stage=stage,
+            action=step.action.type,
+            phase=StepPhase.SKIPPED,
+            finished_at=story.now,
+            message=f"Skipped: {why}",
+        )
+        upsert(story, skipped)
+        story.log("StepSkipped", f"{step.name} skipped: {why}")
+    return holds
 
 
 def _finish(story: Story, runbook: RunbookSpec) -> None:
