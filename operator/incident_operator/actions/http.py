@@ -16,12 +16,13 @@ from ..adapters.http import (
     HttpError,
     HttpResponse,
     HttpTimeout,
+    PrometheusClient,
     Sample,
     display_url,
     http_client,
 )
 from ..durations import format_duration, inner_timeout, parse_duration
-from ..models.actions import Comparison, HttpCheck
+from ..models.actions import Comparison, HttpCheck, PrometheusQuery
 from ..models.patterns import Pattern
 from . import patterns
 from .base import ActionContext, ActionError, Finding, StepResult, executor, read_secret
@@ -192,3 +193,45 @@ async def _judge(
         findings=findings,
         output=f"HTTP {response.status_code}\n{excerpt}".rstrip(),
     )
+
+
+@executor(PrometheusQuery)
+async def prometheus_query(action: PrometheusQuery, ctx: ActionContext) -> StepResult:
+    """An instant query compared with ``threshold`` (see :func:`evaluate` and :func:`step_ok`)."""
+    target = ctx.targets.prometheus
+    if target is None:
+        raise ActionError("runbook has no prometheus target")
+    timeout = inner_timeout(ctx.timeout)
+    try:
+        async with http_client(ctx.clients.get("http"), timeout) as probe:
+            result = await PrometheusClient(probe, target.url).query(action.query, timeout=timeout)
+    except HttpError as exc:
+        raise ActionError(str(exc)) from None
+
+    cmp, threshold = action.comparison, action.threshold
+    ev = evaluate(result.samples, cmp, threshold)
+    ok = step_ok(ev.holds, action.fail_when_true)
+    query = _short(action.query, QUERY_WIDTH)
+    condition = f"value {cmp} {threshold:g}"
+    findings: dict[str, Finding] = {"series": ev.series, "matching": ev.matching}
+    if ev.sample is None:
+        nan = f" ({ev.ignored_nan} NaN)" if ev.ignored_nan else ""
+        verdict = "passes" if ok else "fails"
+        message = (
+            f"Prometheus returned no data{nan} for {query}, so {condition} could not be"
+            f" checked; the step {verdict} ({'bad' if action.fail_when_true else 'required'}"
+            " signal)."
+        )
+        return StepResult(ok=ok, message=message, findings=findings)
+
+    value = ev.sample.value
+    if math.isfinite(value):
+        findings["value"] = value
+    where = f" for {_labels(ev.sample.labels)}" if ev.sample.labels else ""
+    relation = _WORDS[cmp] if ev.holds else f"not {_WORDS[cmp]}"
+    of = f" ({ev.matching} of {ev.series} series)" if ev.series > 1 and ev.holds else ""
+    message = f"{query} is {_value_text(value)}{where}, {relation} the threshold {threshold:g}{of}"
+    if not ok:
+        message += "; bad signal" if action.fail_when_true else f"; {condition} is required"
+    output = _series_table(result.samples, cmp, threshold, result.result_type == "scalar")
+    return StepResult(ok=ok, message=message + ".", findings=findings, output=output)
