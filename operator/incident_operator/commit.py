@@ -11,6 +11,7 @@ effect whose decision it cannot find in status.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -51,18 +52,29 @@ class StillChanging(Exception):
 
 
 async def update(
-    ctx: OperatorContext, namespace: str, name: str, decide: Decide
+    ctx: OperatorContext,
+    namespace: str,
+    name: str,
+    decide: Decide,
+    known: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Commit ``decide``'s change to the Incident; the stored body, or None if it is gone."""
+    """Commit ``decide``'s change to the Incident; the stored body, or None if it is gone.
+
+    ``known`` is a body just seen (Kopf's, on create or resume): the first decision is made
+    on it without a read. Should it be stale, the write conflicts and the next round reads.
+    """
     for _ in range(MAX_ROUNDS):
         # Read under the lock: this process's own last write is then always seen, and only
         # another writer (a person, a second replica) can make the write conflict.
         async with ctx.lock(f"{namespace}/{name}"):
             try:
-                body = await ctx.kube.get(INCIDENTS, namespace, name)
+                body = (
+                    known if known is not None else await ctx.kube.get(INCIDENTS, namespace, name)
+                )
             except NotFound:
                 metrics.OPEN_INCIDENTS.update(f"{namespace}/{name}", None)
                 return None
+            known = None
             incident = IncidentObject.parse(body)
             change = await decide(incident)
             if change is None:
@@ -100,5 +112,10 @@ async def post_events(ctx: OperatorContext, body: dict[str, Any], decision: Deci
             entry.message,
             extra=where,
         )
-    for entry in decision.entries:
-        await ctx.kube.event(body, entry.type.value, entry.reason, entry.message, entry.time)
+    # At once: their order is their eventTime, not the order they arrive in.
+    await asyncio.gather(
+        *(
+            ctx.kube.event(body, entry.type.value, entry.reason, entry.message, entry.time)
+            for entry in decision.entries
+        )
+    )

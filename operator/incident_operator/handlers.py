@@ -19,13 +19,16 @@ RUNBOOKS = (API_GROUP, API_VERSION, "runbooks")
 RETRY_BACKOFF = 5.0
 
 
+# Indexes are async although they do no I/O: Kopf runs a plain function in its thread pool
+# (a hop, a copied context and two tasks per call), and every event of every Incident is
+# indexed.
 @kopf.index(*RUNBOOKS, id="runbook_index")
-def runbook_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> Any:
+async def runbook_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> Any:
     return runbooks.index_entry(body, namespace or "default", memo.ctx.policy)
 
 
 @kopf.index(*INCIDENTS, id="open_incidents")
-def open_incidents(body: kopf.Body, namespace: str | None, **_: Any) -> Any:
+async def open_incidents(body: kopf.Body, namespace: str | None, **_: Any) -> Any:
     return responder.index_entry(body, namespace or "default")
 
 
@@ -47,8 +50,12 @@ async def close_clients(memo: Any, **_: Any) -> None:
 @kopf.on.create(*INCIDENTS, id="incident-opened", backoff=RETRY_BACKOFF)
 @kopf.on.resume(*INCIDENTS, id="incident-resumed", backoff=RETRY_BACKOFF)
 @kopf.on.update(*INCIDENTS, field="spec", id="incident-spec-changed", backoff=RETRY_BACKOFF)
-async def incident_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    await responder.respond(memo.ctx, namespace or "default", name)
+async def incident_changed(
+    name: str, namespace: str | None, body: kopf.Body, reason: str, memo: Any, **_: Any
+) -> None:
+    # On create and resume Kopf's body is as fresh as a read (a stale one only conflicts).
+    known = dict(body) if reason in (kopf.Reason.CREATE, kopf.Reason.RESUME) else None
+    await responder.respond(memo.ctx, namespace or "default", name, known)
 
 
 @kopf.on.resume(*RUNBOOKS, id="runbook-resumed", backoff=RETRY_BACKOFF)

@@ -7,6 +7,7 @@ callers catch ``Conflict`` and ``NotFound`` from here.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: Events in flight at once: the rest wait their turn, so the requests of decisions never
+#: queue behind a burst of Events in the client's pool (an Incident's creation alone posts
+#: five). Events are best effort and ordered by their eventTime, not by arrival.
+EVENT_LANES = 4
 #: Who posts the Events: the pod's name in a cluster (one per replica), else the host's.
 REPORTING_INSTANCE = (os.environ.get("HOSTNAME") or socket.gethostname() or COMPONENT)[:128]
 
@@ -79,6 +84,7 @@ class KubeAdapter:
 
     def __init__(self, client: KubeClient | kubernetes.client.ApiClient) -> None:
         self.client = client if isinstance(client, KubeClient) else KubeClient(client)
+        self._event_lanes = asyncio.Semaphore(EVENT_LANES)
 
     @property
     def api_client(self) -> kubernetes.client.ApiClient:
@@ -194,12 +200,14 @@ class KubeAdapter:
             },
         }
         try:
-            await self.client.call(
-                self.client.events.create_namespaced_event,
-                meta["namespace"],
-                event,
-                what=f"Event on {meta['name']}",
-            )
+            async with self._event_lanes:
+                # As JSON: the answer is not needed as a typed V1Event, which costs CPU.
+                await self.client.json(
+                    self.client.events.create_namespaced_event,
+                    meta["namespace"],
+                    event,
+                    what=f"Event on {meta['name']}",
+                )
         except KubeError as exc:
             # Events are best effort: the status timeline is the durable record.
             log.warning("could not post event %s on %s: %s", reason, meta["name"], exc)
