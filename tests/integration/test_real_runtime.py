@@ -28,6 +28,7 @@ from incident_operator.actions import catalog  # noqa: F401  (registers the exec
 from incident_operator.actions.base import ActionContext, StepResult, run_action
 from incident_operator.adapters.client import KubeClient
 from incident_operator.adapters.kube import KubeAdapter, KubeSecretReader
+from incident_operator.domain.policy import load_policy
 from incident_operator.models.actions import ExecInPod, PodLogs
 from incident_operator.models.runbook import Targets
 from tests.fixtures.cluster import Objects, eventually
@@ -315,11 +316,23 @@ async def test_exec_runs_in_the_container_and_logs_are_its_stdout(
     pod = running_pod(core, namespace, "dash").metadata.name
     workload = {"name": "dash"}
 
+    # cat is no playbook diagnostic: the admin allows it here, as the policy's exec lets one.
+    policy = load_policy(
+        overrides={
+            "exec": {
+                "commands": [
+                    {"name": "cat", "command": ["cat", "{path}"], "params": {"path": "/[a-z0-9/._-]+"}}
+                ]
+            }
+        }
+    )
+    allowed = dataclasses.replace(ctx, clients={**ctx.clients, "policy": policy})
+
     async def cat(path: str, pattern: str | None = None) -> StepResult:
         action = ExecInPod(
             type="execInPod", workload=workload, command=["cat", path], pattern=pattern
         )
-        return await run_action(action, ctx)
+        return await run_action(action, allowed)
 
     release = await cat("/etc/os-release", pattern="VERSION_CODENAME=bookworm")
     assert release.ok, release.message
