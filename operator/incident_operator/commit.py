@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,13 @@ INCIDENTS = "incidents"
 MAX_ROUNDS = 16
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
+#: Per operator context, the body of each Incident after this process's last write to it,
+#: held while a wake-up is pending for it (``hold``, by the responder): the wake-up's
+#: decision starts from it instead of a read (``take``). Every write and read here refreshes
+#: it; a write by anyone else makes the decision's write conflict, and the next round reads.
+_HELD: weakref.WeakKeyDictionary[OperatorContext, dict[str, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclasses.dataclass
@@ -60,26 +68,36 @@ async def update(
 ) -> dict[str, Any] | None:
     """Commit ``decide``'s change to the Incident; the stored body, or None if it is gone.
 
-    ``known`` is a body just seen (Kopf's, on create or resume): the first decision is made
-    on it without a read. Should it be stale, the write conflicts and the next round reads.
+    ``known`` is a body seen without a read (Kopf's on create or resume, or the one held
+    for a wake-up): the first decision is made on it. A write proves it current (or
+    conflicts, and the next round reads); a decision on it that writes nothing is made
+    again on a read body, so nothing is ever let out on a stale one.
     """
+    key, held = f"{namespace}/{name}", _HELD.setdefault(ctx, {})
     for _ in range(MAX_ROUNDS):
         # Read under the lock: this process's own last write is then always seen, and only
         # another writer (a person, a second replica) can make the write conflict.
-        async with ctx.lock(f"{namespace}/{name}"):
+        async with ctx.lock(key):
+            unread, known = known, None
             try:
-                body = (
-                    known if known is not None else await ctx.kube.get(INCIDENTS, namespace, name)
-                )
+                body = unread or await ctx.kube.get(INCIDENTS, namespace, name)
             except NotFound:
-                metrics.OPEN_INCIDENTS.update(f"{namespace}/{name}", None)
+                held.pop(key, None)
+                metrics.OPEN_INCIDENTS.update(key, None)
                 return None
-            known = None
+            if unread is None and key in held:
+                held[key] = body  # what was held may be older than this read
             incident = IncidentObject.parse(body)
             change = await decide(incident)
             if change is None:
+                if unread is not None:
+                    continue  # nothing proves the body current: decide on a read one
                 return body
             before, after = incident.status.to_k8s(), change.decision.status.to_k8s()
+            if unread is not None and before == after:
+                if change.on_abandon is not None:
+                    await change.on_abandon()
+                continue  # nothing written proves the body current: decide on a read one
             if before != after:
                 try:
                     body = await ctx.kube.replace_status(INCIDENTS, body, after)
@@ -88,13 +106,33 @@ async def update(
                         await change.on_abandon()
                     if isinstance(exc, Conflict):
                         continue
+                    if isinstance(exc, NotFound):  # deleted since it was read
+                        held.pop(key, None)
+                        metrics.OPEN_INCIDENTS.update(key, None)
+                        return None
                     raise
-                metrics.observe(f"{namespace}/{name}", incident.status, change.decision.status)
+                if key in held:
+                    held[key] = body
+                metrics.observe(key, incident.status, change.decision.status)
         await post_events(ctx, body, change.decision)
         if change.on_committed is not None:
             await change.on_committed(body)
         return body
     raise StillChanging(f"incident {namespace}/{name} kept changing during {MAX_ROUNDS} decisions")
+
+
+def hold(ctx: OperatorContext, namespace: str, name: str, body: dict[str, Any] | None) -> None:
+    """Keep ``body`` (as just committed) for the Incident's next wake-up; None forgets it."""
+    held = _HELD.setdefault(ctx, {})
+    if body is None:
+        held.pop(f"{namespace}/{name}", None)
+    else:
+        held[f"{namespace}/{name}"] = body
+
+
+def take(ctx: OperatorContext, namespace: str, name: str) -> dict[str, Any] | None:
+    """The body held for the Incident's wake-up, if any (then forgotten)."""
+    return _HELD.get(ctx, {}).pop(f"{namespace}/{name}", None)
 
 
 async def post_events(ctx: OperatorContext, body: dict[str, Any], decision: Decision) -> None:

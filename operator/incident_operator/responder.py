@@ -48,12 +48,17 @@ async def respond(
 
     A decision that raises (anything but the API server failing) is committed as the
     ``DecisionFailed`` condition and tried again later: never a stuck, silent Incident.
-    ``known``: the body as just seen (see ``commit.update``), which saves a read.
+    ``known``: the body as just seen (see ``commit.update``), which saves a read. A
+    decision on it never claims a step's target (an action before the commit): one that
+    would is made again on a read body.
     """
+    unread = known is not None
 
-    async def decide(incident: IncidentObject) -> commit.Change:
+    async def decide(incident: IncidentObject) -> commit.Change | None:
+        nonlocal unread
+        may_claim, unread = not unread, False
         try:
-            return await _decide(ctx, incident)
+            return await _decide(ctx, incident, may_claim)
         except KubeError:
             raise  # the API server: the handler or the clock tries again
         except Exception as exc:
@@ -64,6 +69,7 @@ async def respond(
     body = await commit.update(ctx, namespace, name, decide, known)
     if body is None:
         ctx.clock.wake(namespace, name, None)  # deleted: nothing is due any more
+        commit.hold(ctx, namespace, name, None)
 
 
 async def _refusals(
@@ -115,7 +121,11 @@ async def _claim(
     return verdict
 
 
-async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Change:
+async def _decide(
+    ctx: OperatorContext, incident: IncidentObject, may_claim: bool = True
+) -> commit.Change | None:
+    """The decision and its effects; None when it would claim a target but ``may_claim``
+    is False (the body was not read, so it might be stale)."""
     now = ctx.now()
     meta = incident.metadata
     choice, runbook = choose_runbook(ctx, incident)
@@ -135,6 +145,8 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
         if alert_resolution.hold_for_maintenance(story, ctx.policy.maintenance, held):
             plan = None  # a maintenance window holds remediation; due again at its end
         if plan is not None and ctx.gate.needed(plan, incident):
+            if not may_claim:
+                return None
             verdict = await _claim(ctx, incident, runbook, plan, now)
             claimed = verdict.granted
             _count_refusal(incident, plan, verdict)
@@ -153,6 +165,7 @@ async def _decide(ctx: OperatorContext, incident: IncidentObject) -> commit.Chan
     async def committed(body: dict[str, Any]) -> None:
         notifications.dispatch(ctx, body)
         ctx.clock.wake(meta.namespace, meta.name, _not_before(ctx, wake, now))
+        commit.hold(ctx, meta.namespace, meta.name, body if wake is not None else None)
         if started is not None and runbook is not None:
             ctx.steps.start(meta.uid, steps.run(ctx, incident, runbook, started, claimed, on_due))
 
@@ -195,9 +208,11 @@ def index_entry(body: Mapping[str, Any], namespace: str) -> dict[str, str] | Non
 
 
 async def on_due(ctx: OperatorContext, namespace: str, name: str) -> None:
-    """A wake-up or a step's end: decide now; if that fails, try again after a while."""
+    """A wake-up or a step's end: decide now; if that fails, try again after a while.
+
+    A wake-up decides on the body this process last wrote (no read), if it holds one."""
     try:
-        await respond(ctx, namespace, name)
+        await respond(ctx, namespace, name, commit.take(ctx, namespace, name))
     except Exception:
         log.exception("incident %s/%s: decision failed; retrying", namespace, name)
         later = ctx.now() + dt.timedelta(seconds=ctx.settings.retry_seconds)
