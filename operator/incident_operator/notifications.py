@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import commit
+from . import commit, crashpoints
 from .adapters import metrics
 from .adapters.notify import deliver, payload
 from .context import OperatorContext
@@ -102,6 +102,8 @@ async def _deliver_and_record_once(
     ctx: OperatorContext, namespace: str, name: str, channel: Channel, notification: Notification
 ) -> None:
     ok, detail, attempts = await _deliver(ctx, namespace, name, channel, notification)
+    if ok:
+        crashpoints.reach("delivered", notification.kind)
     metrics.NOTIFICATIONS.labels(channel.name, "delivered" if ok else "failed").inc()
     if ok:
         reason = "NotificationDelivered"

@@ -19,6 +19,7 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import loopwatch
 from .adapters import metrics
 from .adapters.kube import KubeClient, load_api_client
 from .adapters.leader import LeaderElector
@@ -76,6 +77,7 @@ async def run(options: Options) -> int:
     """Serve until told to stop; 0 on a clean stop, 1 when the Lease was lost."""
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    loopwatch.watch(asyncio.get_running_loop())  # only with INCIDENT_OPERATOR_LOOP_STALL_MS
     settings = Settings.from_env()
     try:
         load_policy(settings.policy_file)  # a bad policy stops every replica, leader or not

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import commit, execution, notifications, silences
+from . import commit, crashpoints, execution, notifications, silences
 from .adapters import metrics
 from .adapters.guard import GuardError
 from .context import OperatorContext
@@ -45,8 +45,10 @@ async def run(
     started = time.monotonic()
     try:
         try:
+            crashpoints.reach("running", plan.step.name)
             async with silences.around_step(ctx, incident, plan):
                 result = await execution.execute(ctx, incident, runbook, plan)
+            crashpoints.reach("acted", plan.step.name)
             action = plan.step.action.type
             metrics.STEP_RUNS.labels(action, "succeeded" if result.ok else "failed").inc()
             metrics.STEP_DURATION.labels(action).observe(time.monotonic() - started)
@@ -65,6 +67,7 @@ async def run(
         await _commit_result(ctx, incident, plan, result)
     finally:
         ctx.steps.finish(meta.uid)
+    crashpoints.reach("recorded", plan.step.name)
     await respond(ctx, meta.namespace, meta.name)
 
 
