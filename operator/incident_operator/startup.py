@@ -5,6 +5,7 @@ Everything long-lived is created here once and kept in Kopf's memo (``memo.ctx``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -43,7 +44,9 @@ async def start(
     configure_kopf(settings)
     # Policy and namespace are read afresh so a restarted operator picks up a new policy.
     try:
-        ctx = OperatorContext.create(Settings.from_env())
+        # Off the event loop: the policy's parsing and test renders, the clients' TLS
+        # contexts and the lazily imported client modules hold a CPU for about 0.1 s.
+        ctx = await asyncio.to_thread(OperatorContext.create, Settings.from_env())
     except PolicyError as exc:
         # A bad policy is a configuration error: stop, do not retry with it every minute.
         raise kopf.PermanentError(str(exc)) from exc
