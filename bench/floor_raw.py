@@ -166,25 +166,35 @@ class Floor:
         async with aiohttp.ClientSession(connector=connector) as self.session:
             lanes = [asyncio.create_task(self.lane()) for _ in range(LANES)]
             seen: set[str] = set()
-            url = f"{self.host}{self.incidents}?watch=true&timeoutSeconds=3600"
-            timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-            async with self.session.get(
-                url, headers=self.headers, ssl=self.ssl, timeout=timeout
-            ) as stream:
-                async for line in stream.content:
-                    event = json.loads(line)
-                    item = event["object"]
-                    name = item["metadata"]["name"]
-                    conditions = (item.get("status") or {}).get("conditions") or []
-                    if event["type"] != "ADDED" or name in seen:
-                        continue
-                    if conditions and not self.args.existing:
-                        continue
-                    seen.add(name)
-                    # At once, as Kopf starts a worker per object: nothing waits for a lane.
-                    self.spawn(self.triage(item))
-            for lane in lanes:
-                lane.cancel()
+            try:
+                while True:  # a watch the API server ends (a restart of it) is watched again
+                    try:
+                        await self.watch(seen)
+                    except aiohttp.ClientError as exc:
+                        print(f"floor: watch: {exc!r}; watching again", file=sys.stderr)
+                    await asyncio.sleep(1)
+            finally:
+                for lane in lanes:
+                    lane.cancel()
+
+    async def watch(self, seen: set[str]) -> None:
+        url = f"{self.host}{self.incidents}?watch=true&timeoutSeconds=3600"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.session.get(
+            url, headers=self.headers, ssl=self.ssl, timeout=timeout
+        ) as stream:
+            async for line in stream.content:
+                event = json.loads(line)
+                item = event["object"]
+                if event["type"] != "ADDED" or "metadata" not in item:
+                    continue
+                name = item["metadata"]["name"]
+                conditions = (item.get("status") or {}).get("conditions") or []
+                if name in seen or (conditions and not self.args.existing):
+                    continue
+                seen.add(name)
+                # At once, as Kopf starts a worker per object: nothing waits for a lane.
+                self.spawn(self.triage(item))
 
 
 def main() -> None:
