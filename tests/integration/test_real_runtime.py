@@ -321,7 +321,11 @@ async def test_exec_runs_in_the_container_and_logs_are_its_stdout(
         overrides={
             "exec": {
                 "commands": [
-                    {"name": "cat", "command": ["cat", "{path}"], "params": {"path": "/[a-z0-9/._-]+"}}
+                    {
+                        "name": "cat",
+                        "command": ["cat", "{path}"],
+                        "params": {"path": "/[a-z0-9/._-]+"},
+                    }
                 ]
             }
         }
