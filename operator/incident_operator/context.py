@@ -36,6 +36,8 @@ class Settings:
     webhook_port: int | None = None
     # Mounted from a Secret by the Deployment (secretKeyRef); never logged.
     webhook_token: str | None = dataclasses.field(default=None, repr=False)
+    #: On a clean stop, how long deliveries in flight may take to finish and be recorded.
+    shutdown_grace_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +50,9 @@ class Settings:
             webhook_host=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_HOST", "0.0.0.0"),
             webhook_port=int(port) if port else None,
             webhook_token=os.environ.get("INCIDENT_OPERATOR_WEBHOOK_TOKEN") or None,
+            shutdown_grace_seconds=float(
+                os.environ.get("INCIDENT_OPERATOR_SHUTDOWN_GRACE_SECONDS", "10")
+            ),
         )
 
 
@@ -103,12 +108,25 @@ class OperatorContext:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def drain(self, grace: float) -> None:
+        """Let the background work in flight (deliveries and their records) finish for up to
+        ``grace`` seconds, then cancel what is left.
+
+        A message that went out but is not recorded yet is sent again by the next leader
+        (at least once, under the same key); a clean stop, such as a rolling update, should
+        leave none of those behind.
+        """
+        pending = set(self._background)
+        if pending and grace > 0:
+            await asyncio.wait(pending, timeout=grace)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     async def close(self) -> None:
         self.clock.close()
         self.identities.close()
         await self.steps.close()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.drain(self.settings.shutdown_grace_seconds)
         await self.http.aclose()
         self.kube.client.close()
