@@ -168,7 +168,7 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
         self.flow = kubernetes.client.FlowcontrolApiserverV1Api(self.api)
         self._identity: str | None = None
-        self._counted: dict[str, tuple[int, int]] = {}  # schema: (total, offset)
+        self._counted: dict[str, tuple[int, int, str]] = {}  # schema: (total, offset, start)
         self.restarts = 0
 
     def operator_kubeconfig(self) -> str:
@@ -198,12 +198,15 @@ class Cluster:
             + r'",[^}]*\} (\S+)$',
             re.M,
         )
-        value = sum(int(float(m)) for m in pattern.findall(self.metrics()))
-        last, offset = self._counted.get(flow_schema, (0, 0))
-        if value + offset < last:
+        text = self.metrics()
+        value = sum(int(float(m)) for m in pattern.findall(text))
+        started = re.search(r"^process_start_time_seconds (\S+)$", text, re.M)
+        since = started.group(1) if started else ""
+        last, offset, seen = self._counted.get(flow_schema, (0, 0, since))
+        if since != seen or value + offset < last:
             offset, self.restarts = last, self.restarts + 1
             print(f"note: the API server restarted; {flow_schema} counts carry on", flush=True)
-        self._counted[flow_schema] = (value + offset, offset)
+        self._counted[flow_schema] = (value + offset, offset, since)
         return value + offset
 
     def list(self, namespace: str, plural: str = "incidents") -> list[dict[str, Any]]:
