@@ -2,6 +2,7 @@
 clock fires.
 
     .venv/bin/python bench/bench_rest.py [--window 60] [--cadence 60] [--cadence-window 300]
+        [--incidents 1000] [--skip idle|cadence] [--profile PATH]
 
 Part 1, nothing due (severity 4 of the playbook: response 1h, updates every 24h): the
 operator (as installed, leader election on) with 100 open Incidents, then with 1,000, each
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,11 +133,25 @@ def cadence_due(args: argparse.Namespace) -> tuple[dict[str, Any], list[float], 
             # Measure from the first update due on, for the window.
             time.sleep(max(0.0, created + args.cadence - time.time()))
             since = time.time()
+            profiler = profile(operator, args)
             result = measure(cluster, namespace, operator, args.cadence_window)
+            if profiler is not None:
+                profiler.wait(timeout=120)
             shares, updates = lateness(cluster.list(namespace), args.cadence, since)
         finally:
             operator.stop()
     return result, shares, updates
+
+
+def profile(process: h.Process, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """py-spy on the operator for the cadence window (--profile PATH; raw stacks, which
+    bench/profile_summary.py sums up). It costs the operator some CPU: profile apart."""
+    if not args.profile:
+        return None
+    command = [str(Path(h.PYTHON).parent / "py-spy"), "record", "--pid", str(process.pid)]
+    command += ["--rate", "50", "--format", "raw", "--output", args.profile, "--nonblocking"]
+    command += ["--duration", str(int(args.cadence_window))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -145,6 +161,7 @@ def main() -> None:
     parser.add_argument("--cadence", type=float, default=60)
     parser.add_argument("--cadence-window", type=float, default=300)
     parser.add_argument("--skip", choices=["idle", "cadence"], action="append", default=[])
+    parser.add_argument("--profile", help="py-spy the operator's cadence window into PATH")
     args = parser.parse_args()
     h.header("bench_rest.py", sys.argv[1:])
     if "idle" not in args.skip:
