@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import harness as h
+import watching
 
 UPDATE = re.compile(r"^Incident update #(\d+) sent")
 
@@ -212,7 +213,7 @@ def main() -> None:
         except (RuntimeError, TimeoutError) as exc:  # keep the operator's figures
             print(f"the floor failed: {exc}", flush=True)
             floor_seconds = float("nan")
-        h.clear_finalizers(cluster, namespace)
+        watching.clear_finalizers(cluster, namespace)
     report(args.incidents, result, floor_seconds, hits_before)
 
 

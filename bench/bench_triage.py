@@ -85,7 +85,7 @@ def run(system: str, n: int, args: argparse.Namespace, counts: dict[str, int]) -
             )
         finally:
             process.stop()
-            h.clear_finalizers(cluster, namespace)
+            watching.clear_finalizers(cluster, namespace)
     latencies = [h.condition_time(items[x], "Triaged") - sent[x][0] for x in names]  # type: ignore[operator]
     create_rtt = [answered - at for at, answered in sent.values()]
     last = max(h.condition_time(items[x], "Triaged") or 0 for x in names)

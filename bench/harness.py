@@ -480,22 +480,6 @@ def condition_time(item: dict[str, Any], type_: str) -> float | None:
     return None
 
 
-def clear_finalizers(cluster: Cluster, namespace: str) -> None:
-    """Nothing should hold a finalizer (no timers), but a floor's Kopf might: drop them so
-    the namespace can go."""
-    with contextlib.suppress(kubernetes.client.ApiException):
-        for item in cluster.list(namespace):
-            if item["metadata"].get("finalizers"):
-                cluster.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "incidents",
-                    item["metadata"]["name"],
-                    {"metadata": {"finalizers": None}},
-                )
-
-
 def row(*cells: object) -> None:
     """One Markdown table row."""
     print("| " + " | ".join(str(c) for c in cells) + " |")
