@@ -56,15 +56,19 @@ def prometheus(tmp_path: Path, ops_port: int) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        eventually(
-            lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
-            timeout=60,
-            what="Prometheus ready",
-        )
+        eventually(lambda: _ready(url), timeout=60, what="Prometheus ready")
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    # Refused until Prometheus listens, which on a busy machine is not at once.
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _query(url: str, promql: str) -> list[dict[str, Any]]:
