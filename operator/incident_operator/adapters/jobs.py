@@ -25,7 +25,7 @@ from .client import (
     NotFound,
 )
 from .pods import log_text
-from .workloads import POLL_INTERVAL, created, to_int
+from .workloads import created, poll_delay, to_int
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,8 @@ async def wait_for_job(
 ) -> tuple[bool | None, str, str]:
     """(succeeded, reason, message) once the Job is Complete or Failed; succeeded is
     ``None`` when it is neither after ``timeout`` seconds."""
-    deadline = time.monotonic() + max(0.0, timeout)
+    started = time.monotonic()
+    deadline = started + max(0.0, timeout)
     while True:
         job = await kube.json(
             kube.batch.read_namespaced_job_status, name, namespace, what=f"Job {namespace}/{name}"
@@ -234,7 +235,7 @@ async def wait_for_job(
                 f"{what} {status.get(what) or 0}" for what in ("active", "succeeded", "failed")
             )
             return None, "Timeout", counts
-        await asyncio.sleep(min(POLL_INTERVAL, remaining))
+        await asyncio.sleep(poll_delay(time.monotonic() - started, remaining))
 
 
 async def job_log(

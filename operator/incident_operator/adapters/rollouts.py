@@ -12,7 +12,6 @@ from typing import Any
 
 from .client import JSON, KubeClient, NotFound
 from .workloads import (
-    POLL_INTERVAL,
     REVISION,
     WorkloadError,
     check_kind,
@@ -20,6 +19,7 @@ from .workloads import (
     get_workload,
     now_utc,
     owned_by,
+    poll_delay,
     replica_sets,
     rs_revision,
     selector_string,
@@ -253,13 +253,15 @@ async def summary(
 async def wait_for_rollout(
     kube: KubeClient, namespace: str, kind: str, name: str, timeout: float
 ) -> WorkloadSummary:
-    """Poll until the rollout is complete (see :func:`rollout_state`).
+    """Poll until the rollout is complete (see :func:`rollout_state`); often at first (see
+    :func:`poll_delay`).
 
     Raises :class:`RolloutTimeout` (with the last summary) after ``timeout`` seconds and
     :class:`RolloutFailed` when the Deployment's progress deadline is exceeded.
     """
     kind = check_kind(kind)
-    deadline = time.monotonic() + max(0.0, timeout)
+    started = time.monotonic()
+    deadline = started + max(0.0, timeout)
     while True:
         obj = await get_workload(kube, namespace, kind, name)
         done, message = rollout_state(kind, obj)
@@ -271,7 +273,7 @@ async def wait_for_rollout(
                 f"rollout of {kind} {name} did not complete within {timeout:g}s: {message}",
                 await summary(kube, namespace, kind, name, obj),
             )
-        await asyncio.sleep(min(POLL_INTERVAL, remaining))
+        await asyncio.sleep(poll_delay(time.monotonic() - started, remaining))
 
 
 async def rollouts(kube: KubeClient, namespace: str, kind: str, name: str) -> list[Rollout]:

@@ -29,7 +29,17 @@ KINDS = ("Deployment", "StatefulSet")
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
 POLL_INTERVAL = 0.5
+#: Most rollouts and Jobs here finish within seconds: look often at first, so that a step
+#: does not end up to half a POLL_INTERVAL after its work did, then settle to POLL_INTERVAL.
+FAST_POLL_INTERVAL = 0.1
+FAST_POLL_WINDOW = 5.0
 EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def poll_delay(elapsed: float, remaining: float) -> float:
+    """How long a wait that began ``elapsed`` seconds ago sleeps before it looks again."""
+    interval = FAST_POLL_INTERVAL if elapsed < FAST_POLL_WINDOW else POLL_INTERVAL
+    return max(0.0, min(interval, remaining))
 
 
 class WorkloadError(Exception):
