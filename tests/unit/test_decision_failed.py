@@ -17,91 +17,13 @@ from typing import Any
 import pytest
 
 from incident_operator import responder, steps
-from incident_operator.context import Settings
 from incident_operator.domain import conditions as cond
 from incident_operator.domain import engine, lifecycle
-from incident_operator.domain.policy import load_policy
 from incident_operator.domain.results import StepResult
 from incident_operator.models.incident import IncidentStatus, StepPhase
 from incident_operator.models.objects import IncidentObject
 from incident_operator.models.runbook import RunbookSpec
-from incident_operator.tasks import InFlight
-
-T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
-
-
-class FakeKube:
-    """One Incident in memory, written the way the API server does (resourceVersion)."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.events: list[tuple[str, str]] = []
-        self.writes = 0
-
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        return self.body
-
-    async def replace_status(
-        self, plural: str, body: dict[str, Any], status: dict[str, Any]
-    ) -> dict[str, Any]:
-        IncidentStatus.model_validate(status)  # what the schema would refuse, refused
-        version = int(self.body["metadata"]["resourceVersion"]) + 1
-        self.body = {**body, "status": status}
-        self.body["metadata"] = {**body["metadata"], "resourceVersion": str(version)}
-        self.writes += 1
-        return self.body
-
-    async def event(self, body: dict[str, Any], type_: str, reason: str, *_: Any) -> None:
-        self.events.append((type_, reason))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.wakes: list[dt.datetime | None] = []
-
-    def wake(self, namespace: str, name: str, at: dt.datetime | None) -> None:
-        self.wakes.append(at)
-
-
-class FakeContext:
-    """What ``responder.respond`` uses of the OperatorContext, without a cluster."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.kube = FakeKube(body)
-        self.clock = FakeClock()
-        self.policy = load_policy()
-        self.settings = Settings()
-        self.steps = InFlight()
-        self.time = T0
-        self._lock = asyncio.Lock()
-
-    def now(self) -> dt.datetime:
-        return self.time
-
-    def runbooks(self, namespace: str) -> list[Any]:
-        return []
-
-    def lock(self, key: str) -> asyncio.Lock:
-        return self._lock
-
-    def spawn(self, coro: Any) -> None:
-        coro.close()
-
-
-def _body() -> dict[str, Any]:
-    return {
-        "apiVersion": "incidents.dev/v1alpha1",
-        "kind": "Incident",
-        "metadata": {
-            "name": "i",
-            "namespace": "n",
-            "uid": "u",
-            "generation": 1,
-            "resourceVersion": "1",
-            "creationTimestamp": T0.isoformat(),
-        },
-        "spec": {"service": "cache", "summary": "cache full", "severity": 2},
-    }
+from tests.unit.fake_operator import T0, FakeContext, incident_body
 
 
 def _status(ctx: FakeContext) -> IncidentStatus:
@@ -115,7 +37,7 @@ def _boom(*_: Any, **__: Any) -> None:
 async def test_a_decision_that_raises_is_committed_as_a_condition(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ctx = FakeContext(_body())
+    ctx = FakeContext(incident_body())
     monkeypatch.setattr(lifecycle, "advance", _boom)
     await responder.respond(ctx, "n", "i")  # type: ignore[arg-type]
 
@@ -154,7 +76,7 @@ def _runbook() -> RunbookSpec:
 async def test_a_step_result_that_cannot_be_recorded_fails_the_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ctx = FakeContext(_body())
+    ctx = FakeContext(incident_body())
     runbook = _runbook()
     story = lifecycle.start(IncidentObject.parse(ctx.kube.body), T0, ctx.policy)
     lifecycle.advance(story, responder.RunbookChoice("rb", "RunbookSelected", "named"))
