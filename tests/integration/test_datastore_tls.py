@@ -13,7 +13,6 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,13 @@ from incident_operator.actions.base import ActionError, run_action
 from incident_operator.models.actions import PostgresPing, RedisDbSize
 from incident_operator.models.base import SecretKeyRef
 from incident_operator.models.runbook import RedisTarget, Targets
-from tests.fixtures.services import DictSecretReader, PgFixture, closed_port, make_ctx
+from tests.fixtures.services import (
+    DictSecretReader,
+    PgFixture,
+    closed_port,
+    make_ctx,
+    redis_process,
+)
 
 pytestmark = pytest.mark.services
 pytest_plugins = ["tests.fixtures.services"]
@@ -73,27 +78,11 @@ def _tls_redis() -> Iterator[tuple[int, Path]]:
             ],
             cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        try:
-            client = redis.Redis(
-                host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(work / "ca.crt")
-            )
-            deadline = time.monotonic() + 15
-            while True:
-                with contextlib.suppress(redis.ConnectionError):
-                    if client.ping():
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the TLS redis-server did not start on 127.0.0.1:{port}")
-                time.sleep(0.05)
-            client.close()
+        client = redis.Redis(
+            host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(work / "ca.crt")
+        )
+        with redis_process(proc, client, f"the TLS redis-server on 127.0.0.1:{port}"):
             yield port, work
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
