@@ -22,13 +22,13 @@ import json
 import os
 import ssl
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import kubernetes
 
+from incident_operator.adapters.kube import event_body
 from incident_operator.domain.lifecycle import decide
 from incident_operator.domain.policy import load_policy
 from incident_operator.domain.story import RunbookChoice
@@ -134,30 +134,9 @@ class Floor:
         await self.request("PATCH", path, patch, patch=True)
 
     async def event(self, body: dict[str, Any], index: int) -> None:
-        meta = body["metadata"]
-        event = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
-                "namespace": meta["namespace"],
-            },
-            "eventTime": now(),
-            "reportingController": "incidents.dev/floor",
-            "reportingInstance": "floor",
-            "action": "Respond",
-            "reason": "Floor",
-            "note": f"floor event {index} " + "x" * 80,
-            "type": "Normal",
-            "regarding": {
-                "apiVersion": body.get("apiVersion"),
-                "kind": body.get("kind"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-        }
+        # The operator's own Event body (same size and fields), only the reason and note differ.
+        note = f"floor event {index} " + "x" * 80
+        event = event_body(body, "Normal", "Floor", note, dt.datetime.now(dt.UTC))
         await self.request("POST", self.events, event)
 
     async def run(self) -> None:

@@ -76,6 +76,38 @@ def load_api_client(
     return kubernetes.client.ApiClient(configuration)
 
 
+def event_body(
+    body: dict[str, Any], type_: str, reason: str, message: str, when: dt.datetime
+) -> dict[str, Any]:
+    """The events.k8s.io/v1 Event the operator posts on ``body`` (see KubeAdapter.event)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        # Named by time (as the kubelet names Events, name and a hex stamp): a list returns
+        # them in name order, which is then the order they happened.
+        "metadata": {
+            "name": f"{meta['name']}.{int(when.timestamp() * 1e6):016x}{uuid.uuid4().hex[:4]}",
+            "namespace": meta["namespace"],
+        },
+        "eventTime": micro_time(when),
+        "reportingController": f"{API_GROUP}/{COMPONENT}",
+        "reportingInstance": REPORTING_INSTANCE,
+        "action": "Respond",
+        "reason": reason,
+        "note": message[:1024],
+        "type": type_,
+        "regarding": {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+    }
+
+
 class KubeAdapter:
     """Incidents and Runbooks (custom objects of ``API_GROUP``), Events and Secrets.
 
@@ -173,32 +205,7 @@ class KubeAdapter:
         ``kubectl describe`` lists the Events in timeline order even within one second.
         """
         meta = body["metadata"]
-        when = when or dt.datetime.now(dt.UTC)
-        event = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            # Named by time (as the kubelet names Events, name and a hex stamp): a list returns
-            # them in name order, which is then the order they happened.
-            "metadata": {
-                "name": f"{meta['name']}.{int(when.timestamp() * 1e6):016x}{uuid.uuid4().hex[:4]}",
-                "namespace": meta["namespace"],
-            },
-            "eventTime": micro_time(when),
-            "reportingController": f"{API_GROUP}/{COMPONENT}",
-            "reportingInstance": REPORTING_INSTANCE,
-            "action": "Respond",
-            "reason": reason,
-            "note": message[:1024],
-            "type": type_,
-            "regarding": {
-                "apiVersion": body.get("apiVersion"),
-                "kind": body.get("kind"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-        }
+        event = event_body(body, type_, reason, message, when or dt.datetime.now(dt.UTC))
         try:
             async with self._event_lanes:
                 # As JSON: the answer is not needed as a typed V1Event, which costs CPU.
