@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import httpx
 import pytest
 import yaml
 
+from incident_demo import _proc
 from tests.fixtures.cluster import Objects, eventually
 from tests.fixtures.operator import operator_process
 
@@ -19,21 +19,14 @@ pytestmark = pytest.mark.cluster
 PROMETHEUS = "/usr/bin/prometheus"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def ops_port() -> int:
-    return _free_port()
+    return _proc.free_port()
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path, ops_port: int) -> Iterator[str]:
-    port = _free_port()
+    port = _proc.free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
@@ -56,19 +49,11 @@ def prometheus(tmp_path: Path, ops_port: int) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        eventually(lambda: _ready(url), timeout=60, what="Prometheus ready")
+        _proc.wait_http(f"{url}/-/ready", 60, proc=server)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    # Refused until Prometheus listens, which on a busy machine is not at once.
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _query(url: str, promql: str) -> list[dict[str, Any]]:
