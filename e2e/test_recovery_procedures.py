@@ -16,6 +16,15 @@ from incident_demo.stack import COMMANDER, DBA, NAMESPACE, ONCALL, Stack
 
 pytestmark = pytest.mark.cluster
 SERVERS = ("postgres", "redis", "dashboard")
+#: The Incident the database-restore runbook answers, as an alert would open it.
+RESTORE_INCIDENT = {
+    "service": "postgres",
+    "summary": "Data corruption detected in inventory: restore from backup",
+    "severity": 1,
+    "acknowledgedBy": ONCALL,
+    "roles": {"incidentCommander": COMMANDER, "databaseAdministrator": DBA},
+    "source": {"kind": "Alertmanager", "alertName": "DatabaseCorruption"},
+}
 
 
 def test_complete_service_restart_brings_every_server_back(
@@ -87,15 +96,7 @@ def test_database_restore_from_backup(
     assert int(stack.psql("SELECT count(*) FROM inventory")) < rows
 
     name = unique("restore")
-    spec = {
-        "service": "postgres",
-        "summary": "Data corruption detected in inventory: restore from backup",
-        "severity": 1,
-        "acknowledgedBy": ONCALL,
-        "roles": {"incidentCommander": COMMANDER, "databaseAdministrator": DBA},
-        "source": {"kind": "Alertmanager", "alertName": "DatabaseCorruption"},
-    }
-    incidents.open(name, spec, ONCALL, E2E_LABEL)
+    incidents.open(name, RESTORE_INCIDENT, ONCALL, E2E_LABEL)
     status = incidents.wait(name, {"AwaitingApproval", "Escalated"}, timeout=120)
     assert status["phase"] == "AwaitingApproval", incidents.explain(name)
     assert status["runbook"] == "database-restore"
@@ -197,15 +198,7 @@ def test_failed_restore_escalates_and_keeps_the_writers_stopped(
     request.addfinalizer(good_backup_again)
     rows = stack.psql("SELECT count(*) FROM inventory")
     name = unique("restore-fails")
-    spec = {
-        "service": "postgres",
-        "summary": "Data corruption detected in inventory: restore from backup",
-        "severity": 1,
-        "acknowledgedBy": ONCALL,
-        "roles": {"incidentCommander": COMMANDER, "databaseAdministrator": DBA},
-        "source": {"kind": "Alertmanager", "alertName": "DatabaseCorruption"},
-    }
-    incidents.open(name, spec, ONCALL, E2E_LABEL)
+    incidents.open(name, RESTORE_INCIDENT, ONCALL, E2E_LABEL)
     status = incidents.wait(name, {"Escalated", "Monitoring"}, timeout=300, approver=DBA)
     assert status["phase"] == "Escalated", incidents.explain(name)
     done = incidents.steps(name)
