@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -101,6 +102,14 @@ def apply_runbooks(
     stack.apply_docs(docs)
     stack.wait_runbooks_checked([doc["metadata"]["name"] for doc in docs])
     return {doc["metadata"]["name"]: doc for doc in docs}
+
+
+def psql_session(kube: Kubectl, app: str, sql: str) -> subprocess.Popen[str]:
+    """A psql session in the PostgreSQL container that runs until its query ends."""
+    return kube.popen(
+        "-n", NAMESPACE, "exec", "postgres-0", "-c", "postgres", "--",
+        "env", f"PGAPPNAME={app}", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", sql,
+    )  # fmt: skip
 
 
 def unique(prefix: str) -> str:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from tests.fixtures.cluster import eventually
 
-from e2e.conftest import E2E_LABEL, apply_runbooks, phases, record_recovery, unique
+from e2e.conftest import E2E_LABEL, apply_runbooks, phases, psql_session, record_recovery, unique
 from incident_demo.incidents import Incidents
 from incident_demo.kube import Kubectl
-from incident_demo.stack import COMMANDER, DBA, NAMESPACE, ONCALL, PORTS, Stack
+from incident_demo.stack import COMMANDER, DBA, ONCALL, PORTS, Stack
 
 pytestmark = pytest.mark.cluster
 PG_DOWN = ("pg_isready", "-h", "127.0.0.1", "-p", str(PORTS["postgres"]))
@@ -29,14 +29,6 @@ def incident(service: str, summary: str, alert: str | None = None) -> dict[str, 
     if alert:
         spec["source"] = {"kind": "Alertmanager", "alertName": alert}
     return spec
-
-
-def psql_session(kube: Kubectl, app: str, sql: str) -> subprocess.Popen[str]:
-    """A psql session in the PostgreSQL container that runs until its query ends."""
-    return kube.popen(
-        "-n", NAMESPACE, "exec", "postgres-0", "-c", "postgres", "--",
-        "env", f"PGAPPNAME={app}", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", sql,
-    )  # fmt: skip
 
 
 @pytest.fixture

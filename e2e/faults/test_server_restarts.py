@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from tests.fixtures.cluster import eventually
 
-from e2e.conftest import E2E_LABEL, apply_runbooks, phases, unique
+from e2e.conftest import E2E_LABEL, apply_runbooks, phases, psql_session, unique
 from e2e.faults.conftest import LocalOperator, fault, generations, reasons, timeline
 from e2e.faults.control_plane import restart_apiserver
 from incident_demo.incidents import Incidents
 from incident_demo.kube import Kubectl
-from incident_demo.stack import COMMANDER, NAMESPACE, ONCALL, PORTS, Stack
+from incident_demo.stack import COMMANDER, ONCALL, PORTS, Stack
 
 pytestmark = pytest.mark.cluster
 
@@ -74,14 +74,6 @@ def test_apiserver_restart_mid_runbook(
     assert generations(kube, "dashboard")["dashboard"] - before["dashboard"] == 1
     # One process throughout: it reconnected rather than died and restarted.
     assert operator.alive() and len(operator.runs) == 1, operator.tail()
-
-
-def psql_session(kube: Kubectl, app: str, sql: str) -> subprocess.Popen[str]:
-    """A psql session in the PostgreSQL container that runs until its query ends."""
-    return kube.popen(
-        "-n", NAMESPACE, "exec", "postgres-0", "-c", "postgres", "--",
-        "env", f"PGAPPNAME={app}", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", sql,
-    )  # fmt: skip
 
 
 @pytest.fixture
