@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from incident_demo import _proc, dashboard
+from tests.fixtures.cluster import eventually
 
 T = TypeVar("T")
 
@@ -28,20 +29,8 @@ PG_KEYS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 
 
 def poll(probe: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
-    """Calls ``probe`` until it returns something truthy; AssertionErrors count as 'not yet'."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except (AssertionError, httpx.HTTPError, OSError) as e:
-            last = e
-        else:
-            if last:
-                return last  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(0.1)
+    """``eventually``, with the dashboard not answering yet counted as 'not yet'."""
+    return eventually(probe, timeout, 0.1, what, ignoring=(httpx.HTTPError, OSError))
 
 
 def get(url: str, key: str | None = None, timeout: float = 5) -> httpx.Response:
