@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,13 +30,6 @@ INCIDENTS = "incidents"
 MAX_ROUNDS = 16
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
-#: Per operator context, the body of each Incident after this process's last write to it,
-#: held while a wake-up is pending for it (``hold``, by the responder): the wake-up's
-#: decision starts from it instead of a read (``take``). Every write and read here refreshes
-#: it; a write by anyone else makes the decision's write conflict, and the next round reads.
-_HELD: weakref.WeakKeyDictionary[OperatorContext, dict[str, dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 @dataclasses.dataclass
@@ -73,7 +65,7 @@ async def update(
     conflicts, and the next round reads); a decision on it that writes nothing is made
     again on a read body, so nothing is ever let out on a stale one.
     """
-    key, held = f"{namespace}/{name}", _HELD.setdefault(ctx, {})
+    key, held = f"{namespace}/{name}", ctx.held
     for _ in range(MAX_ROUNDS):
         # Read under the lock: this process's own last write is then always seen, and only
         # another writer (a person, a second replica) can make the write conflict.
@@ -123,16 +115,15 @@ async def update(
 
 def hold(ctx: OperatorContext, namespace: str, name: str, body: dict[str, Any] | None) -> None:
     """Keep ``body`` (as just committed) for the Incident's next wake-up; None forgets it."""
-    held = _HELD.setdefault(ctx, {})
     if body is None:
-        held.pop(f"{namespace}/{name}", None)
+        ctx.held.pop(f"{namespace}/{name}", None)
     else:
-        held[f"{namespace}/{name}"] = body
+        ctx.held[f"{namespace}/{name}"] = body
 
 
 def take(ctx: OperatorContext, namespace: str, name: str) -> dict[str, Any] | None:
     """The body held for the Incident's wake-up, if any (then forgotten)."""
-    return _HELD.get(ctx, {}).pop(f"{namespace}/{name}", None)
+    return ctx.held.pop(f"{namespace}/{name}", None)
 
 
 async def post_events(ctx: OperatorContext, body: dict[str, Any], decision: Decision) -> None:

@@ -81,6 +81,11 @@ class OperatorContext:
         self._background: set[asyncio.Task[Any]] = set()
         # (message key, channel) being delivered now: an outbox entry is sent once at a time.
         self.delivering: set[tuple[str, str]] = set()
+        # The body of each Incident after this process's last write or read of it, while a
+        # wake-up is pending for it: the wake-up decides on it instead of a read
+        # (commit.hold / commit.take; every write and read there refreshes it, and a write by
+        # anyone else makes the decision's write conflict, so the next round reads).
+        self.held: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def create(cls, settings: Settings) -> OperatorContext:

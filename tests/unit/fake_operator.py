@@ -96,6 +96,7 @@ class FakeContext:
         self.settings = Settings()
         self.steps = InFlight()
         self.time = T0
+        self.held: dict[str, dict[str, Any]] = {}
         self._runbooks = runbooks or []
         self._lock = asyncio.Lock()
 
